@@ -1,0 +1,212 @@
+"""``Codec``: a trained (or fresh) BioCodec as one object: config + parameters + codebooks.
+
+>>> from biocodec_jax import Codec
+>>> codec = Codec.from_preset("eeg", seed=0)
+>>> codes = codec.encode(x)            # x [B, C, T] float32 -> int32 [B, C, K, ceil(T / hop)]
+>>> y = codec.decode(codes)            # -> [B, C, T' * hop]
+
+Every channel is coded on its own, as in the original: ``[B, C, T]`` is treated as ``B*C``
+single-channel items. Inputs may be numpy or JAX arrays of any length; outputs are JAX arrays.
+Compiled functions are cached per input shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from biocodec_jax import config as config_lib
+from biocodec_jax import model as model_lib
+from biocodec_jax.config import CodecConfig, Config
+from biocodec_jax.interop import torch_checkpoint
+from biocodec_jax.quantization.codebook import CodebookState
+
+CONFIG_FILE = "config.json"
+ARRAYS_DIR = "arrays"
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _embed(graphdef, params, x):
+    return model_lib.embed(graphdef, params, x)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _encode(graphdef, params, codebooks, x, n_q):
+    return model_lib.encode(graphdef, params, codebooks, x, n_q)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode(graphdef, params, codebooks, codes):
+    return model_lib.decode(graphdef, params, codebooks, codes)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _reconstruct(graphdef, params, codebooks, x, n_q):
+    codes = model_lib.encode(graphdef, params, codebooks, x, n_q)
+    return model_lib.decode(graphdef, params, codebooks, codes)[:, : x.shape[-1]]
+
+
+def _as_items(x: Any, name: str = "x") -> tuple[jax.Array, tuple[int, int]]:
+    """``[B, C, T]`` -> ``[B*C, T]`` float32, with a clear error for anything else."""
+    x = jnp.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"{name} must be [batch, channels, time]; got shape {tuple(x.shape)}")
+    if x.shape[-1] < 1:
+        raise ValueError(f"{name} has no samples")
+    return x.reshape(-1, x.shape[-1]).astype(jnp.float32), x.shape[:2]
+
+
+@dataclasses.dataclass
+class Codec:
+    """A BioCodec model ready to embed, encode, decode and reconstruct signals."""
+
+    config: Config
+    params: nnx.State
+    codebooks: CodebookState
+    graphdef: nnx.GraphDef = dataclasses.field(repr=False, default=None)
+
+    def __post_init__(self):
+        if self.graphdef is None:
+            self.graphdef, _ = model_lib.abstract_model(self.codec_config)
+
+    # --- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: Config, seed: int = 0, init_batch: Any = None) -> "Codec":
+        """Random PyTorch-style init; codebooks zero (as the original) unless ``init_batch`` is given.
+
+        ``init_batch`` (``[B, C, T]``) runs the original's k-means initialisation of the codebooks.
+        """
+        graphdef, params = model_lib.init_model(config.codec, seed)
+        codebooks = model_lib.init_codebooks(config.codec)
+        if init_batch is not None:
+            x, _ = _as_items(init_batch, "init_batch")
+            key = jax.random.fold_in(jax.random.key(seed), 1)
+            codebooks = jax.jit(model_lib.kmeans_init, static_argnums=(0, 2))(graphdef, params, config.codec, x, key)
+        return cls(config, params, codebooks, graphdef)
+
+    @classmethod
+    def from_preset(cls, name: str, seed: int = 0, init_batch: Any = None) -> "Codec":
+        """A fresh codec of preset ``eeg``, ``emg`` or ``tiny`` (see :meth:`from_config`)."""
+        return cls.from_config(config_lib.preset(name), seed, init_batch)
+
+    @classmethod
+    def from_torch_checkpoint(cls, path: str | Path, config: Config | str | None = None) -> "Codec":
+        """Load the original's weights: its ``.pt`` training checkpoint, a ``.pt`` state dict or ``.npz``.
+
+        The preset (eeg or emg) is recognised from the weight shapes unless ``config`` (a Config or
+        preset name) is given. Nothing in the file is executed; any missing, unexpected or mis-shaped
+        key raises :class:`~biocodec_jax.interop.torch_checkpoint.CheckpointError` naming it.
+        """
+        sd = torch_checkpoint.load_state_dict(path)
+        if config is None:
+            codec_cfg = torch_checkpoint.infer_codec_config(sd, str(path))
+            config = config_lib.preset("eeg" if codec_cfg == config_lib.preset("eeg").codec else "emg")
+        elif isinstance(config, str):
+            config = config_lib.preset(config)
+        params, codebooks = torch_checkpoint.from_torch_state_dict(sd, config.codec, str(path))
+        return cls(config, params, codebooks)
+
+    def to_torch_state_dict(self) -> dict[str, np.ndarray]:
+        """The weights under the original's state-dict keys and layouts (numpy arrays)."""
+        return torch_checkpoint.to_torch_state_dict(self.params, self.codebooks, self.codec_config)
+
+    # --- our own format ----------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and the arrays (Orbax) into ``directory``; returns it."""
+        import orbax.checkpoint as ocp
+
+        directory = Path(directory).absolute()
+        directory.mkdir(parents=True, exist_ok=True)
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(directory / ARRAYS_DIR, {"params": self.params, "codebooks": self.codebooks}, force=True)
+        (directory / CONFIG_FILE).write_text(json.dumps(config_lib.to_dict(self.config), indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Codec":
+        """Read a codec written by :meth:`save`."""
+        import orbax.checkpoint as ocp
+
+        directory = Path(directory).absolute()
+        cfg_file = directory / CONFIG_FILE
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"{directory}: not a saved codec (no {CONFIG_FILE})")
+        config = config_lib.from_dict(json.loads(cfg_file.read_text()))
+        graphdef, abstract = model_lib.abstract_model(config.codec)
+        target = {"params": abstract, "codebooks": jax.eval_shape(lambda: model_lib.init_codebooks(config.codec))}
+        with ocp.StandardCheckpointer() as ckptr:
+            restored = ckptr.restore(directory / ARRAYS_DIR, target)
+        return cls(config, restored["params"], restored["codebooks"], graphdef)
+
+    # --- properties --------------------------------------------------------------------------
+
+    @property
+    def codec_config(self) -> CodecConfig:
+        return self.config.codec
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec_config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.codec_config.hop_length
+
+    @property
+    def n_q(self) -> int:
+        return self.codec_config.n_q
+
+    @property
+    def initialized(self) -> bool:
+        """Whether every codebook has been initialised (k-means or a loaded checkpoint)."""
+        return bool(np.all(np.asarray(self.codebooks.initialized)))
+
+    # --- the codec ---------------------------------------------------------------------------
+
+    def embed(self, x: Any) -> jax.Array:
+        """Encoder output before quantization: ``[B, C, T]`` -> ``[B, C, D, ceil(T/hop)]``."""
+        items, (b, c) = _as_items(x)
+        z = _embed(self.graphdef, self.params, items)  # [N, T', D]
+        return jnp.swapaxes(z, 1, 2).reshape(b, c, z.shape[2], z.shape[1])
+
+    def encode(self, x: Any, n_q: int | None = None) -> jax.Array:
+        """Codes of the first ``n_q`` quantizers (all by default): ``[B, C, T]`` -> int32 ``[B, C, n_q, T']``."""
+        n_q = self._check_n_q(n_q)
+        items, (b, c) = _as_items(x)
+        codes = _encode(self.graphdef, self.params, self.codebooks, items, n_q)  # [N, T', K]
+        return jnp.swapaxes(codes, 1, 2).reshape(b, c, n_q, -1)
+
+    def decode(self, codes: Any) -> jax.Array:
+        """``[B, C, K, T']`` codes (``K <= n_q``: fewer quantizers = lower bitrate) -> ``[B, C, T' * hop]``."""
+        codes = jnp.asarray(codes)
+        if codes.ndim != 4:
+            raise ValueError(f"codes must be [batch, channels, quantizers, frames]; got shape {tuple(codes.shape)}")
+        b, c, k, t = codes.shape
+        self._check_n_q(k)
+        if not jnp.issubdtype(codes.dtype, jnp.integer):
+            raise TypeError(f"codes must be integers; got {codes.dtype}")
+        items = jnp.swapaxes(codes.reshape(b * c, k, t), 1, 2).astype(jnp.int32)
+        return _decode(self.graphdef, self.params, self.codebooks, items).reshape(b, c, -1)
+
+    def reconstruct(self, x: Any, n_q: int | None = None) -> jax.Array:
+        """Encode then decode, trimmed to the input length: ``[B, C, T]`` -> ``[B, C, T]``."""
+        n_q = self._check_n_q(n_q)
+        items, (b, c) = _as_items(x)
+        return _reconstruct(self.graphdef, self.params, self.codebooks, items, n_q).reshape(b, c, -1)
+
+    def _check_n_q(self, n_q: int | None) -> int:
+        if n_q is None:
+            return self.n_q
+        if not 1 <= int(n_q) <= self.n_q:
+            raise ValueError(f"n_q must be between 1 and {self.n_q}; got {n_q}")
+        return int(n_q)

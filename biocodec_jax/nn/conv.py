@@ -1,0 +1,137 @@
+"""Weight-normed causal 1-D convolutions with the original's reflect padding.
+
+Activations are channels-last, ``[N, T, C]`` (5-12% faster than channels-first on CPU), and
+kernels are stored ``[k, C_in, C_out]``; ``interop/torch_checkpoint.py`` converts from and to the
+original's ``[C_out, C_in, k]`` (``[C_in, C_out, k]`` for transposed convolutions).
+
+Convolutions are computed as im2col + one matmul rather than ``lax.conv_general_dilated``: XLA's
+CPU convolution backward is slow, and the matmul form trained 1.85x faster in a prototype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def causal_padding(length: int, kernel_size: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
+    """Left/right padding of the original's causal conv for an input of ``length`` samples.
+
+    All of ``k_eff - stride`` goes on the left; the right gets just enough for the last
+    (partial) frame, so the output has ``ceil(length / stride)`` frames.
+    """
+    k_eff = (kernel_size - 1) * dilation + 1
+    pad_total = k_eff - stride
+    frames = (length - k_eff + pad_total) / stride + 1
+    extra = (math.ceil(frames) - 1) * stride + k_eff - pad_total - length
+    return pad_total, extra
+
+
+def reflect_pad(x: jax.Array, left: int, right: int) -> jax.Array:
+    """Reflect-pad the time axis (1) of ``[N, T, C]`` like the original's ``pad1d``.
+
+    When the signal is too short to reflect (``T <= max(left, right)``) it is zero-extended on the
+    right first and the extension is cut off again afterwards, exactly as the original does.
+    """
+    length = x.shape[1]
+    max_pad = max(left, right)
+    extra = 0
+    if length <= max_pad:
+        extra = max_pad - length + 1
+        x = jnp.pad(x, ((0, 0), (0, extra), (0, 0)))
+    padded = jnp.pad(x, ((0, 0), (left, right), (0, 0)), mode="reflect")
+    return padded[:, : padded.shape[1] - extra]
+
+
+def conv1d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, stride: int = 1, dilation: int = 1) -> jax.Array:
+    """Valid 1-D convolution of ``[N, T, C_in]`` with ``[k, C_in, C_out]`` as im2col + matmul."""
+    k = kernel.shape[0]
+    n_out = (x.shape[1] - (k - 1) * dilation - 1) // stride + 1
+    if k == 1:
+        patches = x[:, : (n_out - 1) * stride + 1 : stride]
+    else:
+        taps = [
+            jax.lax.slice_in_dim(x, j * dilation, j * dilation + (n_out - 1) * stride + 1, stride, axis=1)
+            for j in range(k)
+        ]
+        patches = jnp.concatenate(taps, axis=-1)  # [N, T', k*C_in], tap-major like the kernel
+    y = patches @ kernel.reshape(-1, kernel.shape[-1])
+    return y if bias is None else y + bias
+
+
+def conv_transpose1d_causal(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, stride: int) -> jax.Array:
+    """Transposed conv of ``[N, T, C_in]`` with ``[k, C_in, C_out]``, causally trimmed to ``T*stride``.
+
+    Output sample ``t*stride + j`` receives ``x[t] @ kernel[j]``; the full result has
+    ``(T-1)*stride + k`` samples, and the original trims ``k - stride`` from the right. Written as
+    one matmul and ``ceil(k/stride)`` shifted adds of stride-sized blocks.
+    """
+    k, _, c_out = kernel.shape
+    n, t, _ = x.shape
+    m = -(-k // stride)
+    if m * stride != k:
+        kernel = jnp.pad(kernel, ((0, m * stride - k), (0, 0), (0, 0)))
+    z = jnp.einsum("ntc,kcd->ntkd", x, kernel).reshape(n, t, m, stride, c_out)
+    y = z[:, :, 0]
+    for a in range(1, m):  # block t also receives tap-block a of frame t - a
+        y = y + jnp.pad(z[:, : t - a, a], ((0, 0), (a, 0), (0, 0), (0, 0)))
+    y = y.reshape(n, t * stride, c_out)
+    return y if bias is None else y + bias
+
+
+def weight_norm(g: jax.Array, v: jax.Array, keep_axis: int) -> jax.Array:
+    """PyTorch's weight norm ``g * v / ||v||``, the norm over every axis but ``keep_axis``."""
+    axes = tuple(a for a in range(v.ndim) if a != keep_axis % v.ndim)
+    norm = jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True))
+    shape = [1] * v.ndim
+    shape[keep_axis] = -1
+    return g.reshape(shape) * v / norm
+
+
+def _uniform(key: jax.Array, shape: tuple[int, ...], bound: float) -> jax.Array:
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+
+
+class CausalConv1d(nnx.Module):
+    """Weight-normed conv with the original's causal reflect padding: ``T -> ceil(T / stride)``.
+
+    Initialised like PyTorch's ``Conv1d`` (uniform, bound ``1/sqrt(C_in * k)``) with ``g = ||v||``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
+                 dilation: int = 1, rngs: nnx.Rngs):
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        bound = 1.0 / math.sqrt(in_channels * kernel_size)
+        v = _uniform(rngs.params(), (kernel_size, in_channels, out_channels), bound)
+        self.weight_v = nnx.Param(v)
+        self.weight_g = nnx.Param(jnp.sqrt(jnp.sum(v * v, axis=(0, 1))))
+        self.bias = nnx.Param(_uniform(rngs.params(), (out_channels,), bound))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        left, right = causal_padding(x.shape[1], self.kernel_size, self.stride, self.dilation)
+        x = reflect_pad(x, left, right)
+        kernel = weight_norm(self.weight_g[...], self.weight_v[...], keep_axis=2)
+        return conv1d(x, kernel, self.bias[...], self.stride, self.dilation)
+
+
+class CausalConvTranspose1d(nnx.Module):
+    """Weight-normed transposed conv trimmed causally: ``T -> T * stride``.
+
+    As in PyTorch's ``ConvTranspose1d`` + weight norm, ``g`` is per *input* channel and the init
+    bound is ``1/sqrt(C_out * k)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int, rngs: nnx.Rngs):
+        self.kernel_size, self.stride = kernel_size, stride
+        bound = 1.0 / math.sqrt(out_channels * kernel_size)
+        v = _uniform(rngs.params(), (kernel_size, in_channels, out_channels), bound)
+        self.weight_v = nnx.Param(v)
+        self.weight_g = nnx.Param(jnp.sqrt(jnp.sum(v * v, axis=(0, 2))))
+        self.bias = nnx.Param(_uniform(rngs.params(), (out_channels,), bound))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = weight_norm(self.weight_g[...], self.weight_v[...], keep_axis=1)
+        return conv_transpose1d_causal(x, kernel, self.bias[...], self.stride)
