@@ -4,8 +4,9 @@ Activations are channels-last, ``[N, T, C]`` (5-12% faster than channels-first o
 kernels are stored ``[k, C_in, C_out]``; ``interop/torch_checkpoint.py`` converts from and to the
 original's ``[C_out, C_in, k]`` (``[C_in, C_out, k]`` for transposed convolutions).
 
-Convolutions are computed as im2col + one matmul rather than ``lax.conv_general_dilated``: XLA's
-CPU convolution backward is slow, and the matmul form trained 1.85x faster in a prototype.
+Convolutions use ``lax.conv_general_dilated`` (measured here with jax 0.12: 1.5-3.8x faster than
+im2col + matmul forward and backward, unlike an earlier prototype on an older XLA). Transposed
+convolutions are one matmul plus shifted adds (see ``conv_transpose1d_causal``).
 """
 
 from __future__ import annotations
@@ -47,18 +48,10 @@ def reflect_pad(x: jax.Array, left: int, right: int) -> jax.Array:
 
 
 def conv1d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, stride: int = 1, dilation: int = 1) -> jax.Array:
-    """Valid 1-D convolution of ``[N, T, C_in]`` with ``[k, C_in, C_out]`` as im2col + matmul."""
-    k = kernel.shape[0]
-    n_out = (x.shape[1] - (k - 1) * dilation - 1) // stride + 1
-    if k == 1:
-        patches = x[:, : (n_out - 1) * stride + 1 : stride]
-    else:
-        taps = [
-            jax.lax.slice_in_dim(x, j * dilation, j * dilation + (n_out - 1) * stride + 1, stride, axis=1)
-            for j in range(k)
-        ]
-        patches = jnp.concatenate(taps, axis=-1)  # [N, T', k*C_in], tap-major like the kernel
-    y = patches @ kernel.reshape(-1, kernel.shape[-1])
+    """Valid 1-D convolution of ``[N, T, C_in]`` with ``[k, C_in, C_out]``."""
+    y = jax.lax.conv_general_dilated(
+        x, kernel, (stride,), "VALID", rhs_dilation=(dilation,), dimension_numbers=("NWC", "WIO", "NWC")
+    )
     return y if bias is None else y + bias
 
 
