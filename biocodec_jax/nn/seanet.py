@@ -12,6 +12,8 @@ The decoder mirrors it with transposed convolutions. All activations are ``[N, T
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -125,4 +127,4 @@ class Decoder(nnx.Module):
 
 def count_params(module: nnx.Module) -> int:
     """Number of trainable scalars in ``module``."""
-    return sum(int(jnp.size(p)) for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
+    return sum(math.prod(p.shape) for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
