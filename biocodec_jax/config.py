@@ -193,13 +193,20 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ValueError(f"{where}: {value!r} is not one of {list(choices)}")
         return value
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        # YAML 1.1 reads "3e-4" (no dot) as a string: accept numeric strings.
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}: expected a number, got {value!r}") from None
     if annotation is int:
-        if isinstance(value, bool) or not (isinstance(value, int) or float(value).is_integer()):
-            raise TypeError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
+        try:
+            if isinstance(value, bool) or not float(value).is_integer():
+                raise ValueError
+            return int(float(value))
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}: expected an integer, got {value!r}") from None
     if annotation is bool:
         if not isinstance(value, bool):
             raise TypeError(f"{where}: expected true/false, got {value!r}")

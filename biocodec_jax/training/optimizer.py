@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import optax
 
 from biocodec_jax.config import OptimConfig
@@ -16,5 +18,8 @@ def make_schedule(cfg: OptimConfig) -> optax.Schedule:
     return optax.join_schedules([warmup, cosine], [cfg.warmup_steps])
 
 
+@functools.lru_cache(maxsize=None)
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
+    """One optimiser object per config: it is a static field of the TrainState, so a new object
+    for an equal config would make every jitted step recompile."""
     return optax.adam(make_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
