@@ -5,8 +5,16 @@ PyTorch: ``gates = x W_ih^T + b_ih + h W_hh^T + b_hh`` split as (i, f, g, o);
 Weights are stored ``[in, 4H]`` (transposed from PyTorch); both biases are kept so that the
 original's checkpoint maps one to one.
 
-The input projection of all time steps is one matmul outside the scan; only ``h W_hh`` is
-sequential (the LSTM is the training step's bottleneck on CPU).
+The LSTM is the training step's bottleneck on CPU, so the layer is written by hand (measured on
+the 2-core CPU, EEG preset, batch 32, two layers of 256 over 105 steps):
+
+- Only ``h W_hh`` is sequential: the input projection of all time steps is one matmul outside
+  the scan, and the stack runs time-major (``[T, N, C]``) so no ``[N, T, 4H]`` array is transposed.
+- One sigmoid over the whole ``[N, 4H]`` pre-activation (its g quarter is unused) and a tanh on
+  the g quarter: XLA's CPU loop fusion of four separately sliced activations ran 1.5-1.7x slower.
+- A custom VJP: the backward scan computes only the gate gradients, and the weight, bias and
+  input gradients are single large matmuls over all ``T*N`` rows after it (autodiff accumulated
+  ``h^T dgates`` inside the loop, one rank-N update per step).
 """
 
 from __future__ import annotations
@@ -18,23 +26,75 @@ import jax.numpy as jnp
 from flax import nnx
 
 
-def lstm_layer(x: jax.Array, w_ih: jax.Array, w_hh: jax.Array, b_ih: jax.Array, b_hh: jax.Array) -> jax.Array:
-    """One LSTM layer over ``x`` ``[N, T, I]`` -> hidden states ``[N, T, H]``."""
-    n = x.shape[0]
+def _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save):
+    """Run one layer over time-major ``x_tm [T, N, I]``.
+
+    Returns ``h [T, N, H]``, and with ``save`` also the backward's residuals: the sigmoid of the
+    full pre-activation ``s [T, N, 4H]``, ``g = tanh(.) [T, N, H]`` and the cell ``c [T, N, H]``.
+    """
     hidden = w_hh.shape[0]
-    x_proj = jnp.swapaxes(x @ w_ih + (b_ih + b_hh), 0, 1)  # [T, N, 4H], time-major for the scan
+    x_proj = x_tm @ w_ih + (b_ih + b_hh)  # [T, N, 4H], one matmul for all steps
 
     def step(carry, xp):
         h, c = carry
-        gates = xp + h @ w_hh
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return (h, c), h
+        z = xp + h @ w_hh
+        s = jax.nn.sigmoid(z)  # i, f and o are its quarters 0, 1, 3
+        g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
+        c = s[:, hidden : 2 * hidden] * c + s[:, :hidden] * g
+        h = s[:, 3 * hidden :] * jnp.tanh(c)
+        return (h, c), ((h, s, g, c) if save else h)
 
-    zeros = jnp.zeros((n, hidden), x.dtype)
-    _, hs = jax.lax.scan(step, (zeros, zeros), x_proj)
-    return jnp.swapaxes(hs, 0, 1)
+    zeros = jnp.zeros(x_tm.shape[1:2] + (hidden,), x_tm.dtype)
+    _, out = jax.lax.scan(step, (zeros, zeros), x_proj)
+    return out
+
+
+@jax.custom_vjp
+def _lstm_time_major(x_tm, w_ih, w_hh, b_ih, b_hh):
+    """One LSTM layer, ``[T, N, I]`` -> ``[T, N, H]`` (differentiable by the custom VJP below)."""
+    return _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save=False)
+
+
+def _lstm_fwd(x_tm, w_ih, w_hh, b_ih, b_hh):
+    h, s, g, c = _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save=True)
+    return h, (x_tm, w_ih, w_hh, h, s, g, c)
+
+
+def _lstm_bwd(res, dh_out):
+    x_tm, w_ih, w_hh, h, s, g, c = res
+    hidden = w_hh.shape[0]
+    shift = lambda a: jnp.concatenate([jnp.zeros_like(a[:1]), a[:-1]])  # noqa: E731  a[t-1], zero at t=0
+    w_hh_t = w_hh.T
+
+    def step(carry, inp):
+        dz_next, dc_next = carry  # gate gradient at t+1, and dc_{t+1} * f_{t+1}
+        dh, s_t, g_t, c_t, c_prev = inp
+        dh = dh + dz_next @ w_hh_t
+        i, f, o = s_t[:, :hidden], s_t[:, hidden : 2 * hidden], s_t[:, 3 * hidden :]
+        tc = jnp.tanh(c_t)
+        dc = dc_next + dh * o * (1 - tc * tc)
+        dz = jnp.concatenate(
+            [dc * g_t * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g_t * g_t), dh * tc * o * (1 - o)], -1
+        )
+        return (dz, dc * f), dz
+
+    n = x_tm.shape[1]
+    init = (jnp.zeros((n, 4 * hidden), x_tm.dtype), jnp.zeros((n, hidden), x_tm.dtype))
+    _, dz = jax.lax.scan(step, init, (dh_out, s, g, c, shift(c)), reverse=True)  # [T, N, 4H]
+    # Everything else is a big matmul (or sum) over the T*N rows.
+    d_w_hh = jnp.einsum("tnh,tng->hg", shift(h), dz)
+    d_w_ih = jnp.einsum("tni,tng->ig", x_tm, dz)
+    d_b = jnp.sum(dz, axis=(0, 1))
+    d_x = dz @ w_ih.T
+    return d_x, d_w_ih, d_w_hh, d_b, d_b
+
+
+_lstm_time_major.defvjp(_lstm_fwd, _lstm_bwd)
+
+
+def lstm_layer(x: jax.Array, w_ih: jax.Array, w_hh: jax.Array, b_ih: jax.Array, b_hh: jax.Array) -> jax.Array:
+    """One LSTM layer over ``x`` ``[N, T, I]`` -> hidden states ``[N, T, H]``."""
+    return jnp.swapaxes(_lstm_time_major(jnp.swapaxes(x, 0, 1), w_ih, w_hh, b_ih, b_hh), 0, 1)
 
 
 class LSTMLayer(nnx.Module):
@@ -52,6 +112,10 @@ class LSTMLayer(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         return lstm_layer(x, self.w_ih[...], self.w_hh[...], self.b_ih[...], self.b_hh[...])
 
+    def time_major(self, x_tm: jax.Array) -> jax.Array:
+        """``[T, N, I]`` -> ``[T, N, H]``."""
+        return _lstm_time_major(x_tm, self.w_ih[...], self.w_hh[...], self.b_ih[...], self.b_hh[...])
+
 
 class LSTM(nnx.Module):
     """``num_layers`` stacked LSTM layers of width ``hidden_size``, channels-last ``[N, T, C]``."""
@@ -62,6 +126,7 @@ class LSTM(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        x = jnp.swapaxes(x, 0, 1)  # time-major through the whole stack: one transpose in, one out
         for layer in self.layers:
-            x = layer(x)
-        return x
+            x = layer.time_major(x)
+        return jnp.swapaxes(x, 0, 1)
