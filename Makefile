@@ -1,0 +1,14 @@
+# Two entry points on a fresh machine; both set up .venv first (scripts/bootstrap.sh).
+.PHONY: demo test test-all bench setup
+
+setup:
+	@scripts/bootstrap.sh
+
+demo: setup
+	.venv/bin/biocodec-jax demo
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+bench: setup
+	.venv/bin/python -m experiments.benchmarks.codec_speed

@@ -1,0 +1,112 @@
+"""Speed of the JAX codec: training step and encode/decode throughput, compile time excluded.
+
+    python -m experiments.benchmarks.codec_speed [--preset eeg] [--repeats 5] [--output FILE]
+
+Writes JSON (windows/s per task, median and spread over repeats, compile times, machine) to
+``experiments/benchmarks/results/codec_speed_<device>.json`` by default. Reference figures of the
+PyTorch original measured on the same kind of machine are in shared/reference/performance.md;
+``compare_pytorch.py`` (issue 6) times both in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from biocodec_jax import Codec, preset
+from biocodec_jax.training import init_state, train_step
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _timed(fn, repeats: int) -> tuple[float, list[float]]:
+    """(first-call seconds incl. compilation, steady-state seconds per call)."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return first, times
+
+
+def _summary(batch: int, first: float, times: list[float]) -> dict:
+    rates = [batch / t for t in times]
+    return {
+        "batch": batch,
+        "windows_per_s": statistics.median(rates),
+        "windows_per_s_min": min(rates),
+        "windows_per_s_max": max(rates),
+        "seconds_per_call_median": statistics.median(times),
+        "first_call_s_incl_compile": first,
+        "repeats": len(times),
+    }
+
+
+def run(preset_name: str = "eeg", train_batch: int = 32, infer_batch: int = 256, repeats: int = 5) -> dict:
+    config = preset(preset_name)
+    length = config.train.window_samples(config.codec.sample_rate)
+    rng = np.random.default_rng(0)
+    train_x = rng.standard_normal((train_batch, 1, length)).astype(np.float32)
+    infer_x = jnp.asarray(rng.standard_normal((infer_batch, 1, length)).astype(np.float32))
+
+    state = init_state(config, jax.random.PRNGKey(0), train_x)
+    holder = {"state": state}
+    train_x = jnp.asarray(train_x)
+
+    def step():
+        holder["state"], metrics = train_step(holder["state"], train_x)
+        return metrics["loss"]
+
+    results = {"train_step": _summary(train_batch, *_timed(step, repeats))}
+    codec = Codec(config, holder["state"].params, holder["state"].codebooks)
+    codes = codec.encode(infer_x)
+    results["encode"] = _summary(infer_batch, *_timed(lambda: codec.encode(infer_x), repeats))
+    results["decode"] = _summary(infer_batch, *_timed(lambda: codec.decode(codes), repeats))
+    return {
+        "preset": preset_name,
+        "window_samples": length,
+        "results": results,
+        "machine": {
+            "device": str(jax.devices()[0].device_kind),
+            "platform": jax.default_backend(),
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "jax": jax.__version__,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        },
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="eeg", choices=["eeg", "emg", "tiny"])
+    parser.add_argument("--train-batch", type=int, default=32)
+    parser.add_argument("--infer-batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    report = run(args.preset, args.train_batch, args.infer_batch, args.repeats)
+    output = args.output or RESULTS / f"codec_speed_{args.preset}_{report['machine']['platform']}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    for task, r in report["results"].items():
+        print(f"{task:11s} batch {r['batch']:4d}: {r['windows_per_s']:8.1f} windows/s "
+              f"(range {r['windows_per_s_min']:.1f}-{r['windows_per_s_max']:.1f}; first call {r['first_call_s_incl_compile']:.1f} s)")
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
