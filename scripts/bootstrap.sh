@@ -4,17 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+usable() {  # runs, and is Python >= 3.12 (pyenv shims exist for versions that are not active)
+  "$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1
+}
+
 find_python() {
-  for candidate in "${PYTHON:-}" python3.13 python3.12; do
-    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1; then echo "$candidate"; return; fi
+  # 3.12 first: the pinned stack is tested on it.
+  for candidate in "${PYTHON:-}" python3.12 python3.13 python3; do
+    if [ -n "$candidate" ] && usable "$candidate"; then echo "$candidate"; return; fi
   done
   if command -v pyenv >/dev/null 2>&1; then
-    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9])' | sort -rV); do
-      echo "$(pyenv root)/versions/$v/bin/python3"; return
+    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[2-9](\.|$)' | sort -V); do
+      candidate="$(pyenv root)/versions/$v/bin/python3"
+      if usable "$candidate"; then echo "$candidate"; return; fi
     done
   fi
-  if python3 -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then echo python3; return; fi
-  echo "bootstrap: no Python >= 3.12 found (set PYTHON=/path/to/python3.12)" >&2
+  echo "bootstrap: no Python >= 3.12 found (install one, or set PYTHON=/path/to/python3.12)" >&2
   exit 1
 }
 
