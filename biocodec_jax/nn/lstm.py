@@ -15,6 +15,9 @@ the 2-core CPU, EEG preset, batch 32, two layers of 256 over 105 steps):
 - A custom VJP: the backward scan computes only the gate gradients, and the weight, bias and
   input gradients are single large matmuls over all ``T*N`` rows after it (autodiff accumulated
   ``h^T dgates`` inside the loop, one rank-N update per step).
+- Without gradients and at batch >= 64 (inference), ``[x_t, h] @ [W_ih; W_hh]`` inside the loop
+  instead: 1.1-1.3x faster there, as the ``[T, N, 4H]`` projection no longer goes through memory
+  (110 MB at batch 256); at batch 32 the projection outside the loop is 10% faster.
 """
 
 from __future__ import annotations
@@ -24,6 +27,32 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+
+INLOOP_PROJECTION_MIN_BATCH = 64
+
+
+def _cell(z, c, hidden):
+    """``(h, c, s, g)`` after one step from the pre-activation ``z [N, 4H]`` and cell ``c``."""
+    s = jax.nn.sigmoid(z)  # i, f and o are its quarters 0, 1, 3
+    g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
+    c = s[:, hidden : 2 * hidden] * c + s[:, :hidden] * g
+    return s[:, 3 * hidden :] * jnp.tanh(c), c, s, g
+
+
+def _scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh):
+    """``h [T, N, H]`` with the input projected inside the loop (no gradient; see the module doc)."""
+    hidden = w_hh.shape[0]
+    w = jnp.concatenate([w_ih, w_hh])
+    b = b_ih + b_hh
+
+    def step(carry, x_t):
+        h, c = carry
+        h, c, _, _ = _cell(jnp.concatenate([x_t, h], axis=1) @ w + b, c, hidden)
+        return (h, c), h
+
+    zeros = jnp.zeros(x_tm.shape[1:2] + (hidden,), x_tm.dtype)
+    return jax.lax.scan(step, (zeros, zeros), x_tm)[1]
 
 
 def _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save):
@@ -36,12 +65,7 @@ def _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save):
     x_proj = x_tm @ w_ih + (b_ih + b_hh)  # [T, N, 4H], one matmul for all steps
 
     def step(carry, xp):
-        h, c = carry
-        z = xp + h @ w_hh
-        s = jax.nn.sigmoid(z)  # i, f and o are its quarters 0, 1, 3
-        g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
-        c = s[:, hidden : 2 * hidden] * c + s[:, :hidden] * g
-        h = s[:, 3 * hidden :] * jnp.tanh(c)
+        h, c, s, g = _cell(xp + carry[0] @ w_hh, carry[1], hidden)
         return (h, c), ((h, s, g, c) if save else h)
 
     zeros = jnp.zeros(x_tm.shape[1:2] + (hidden,), x_tm.dtype)
@@ -52,6 +76,8 @@ def _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save):
 @jax.custom_vjp
 def _lstm_time_major(x_tm, w_ih, w_hh, b_ih, b_hh):
     """One LSTM layer, ``[T, N, I]`` -> ``[T, N, H]`` (differentiable by the custom VJP below)."""
+    if x_tm.shape[1] >= INLOOP_PROJECTION_MIN_BATCH:
+        return _scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh)
     return _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save=False)
 
 
