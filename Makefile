@@ -1,5 +1,5 @@
 # Two entry points on a fresh machine; both set up .venv first (scripts/bootstrap.sh).
-.PHONY: demo test test-all bench setup
+.PHONY: demo test bench setup
 
 setup:
 	@scripts/bootstrap.sh

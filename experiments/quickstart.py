@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -184,7 +185,12 @@ def train(config, windows: np.ndarray, *, max_steps: int, max_seconds: float, se
     batch = first
     t0 = time.perf_counter()
     t_after_first = None
-    bar = tqdm(total=max_steps, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
+    # A log file (CI, nohup) gets a line every 15 s instead of one per step.
+    interactive = sys.stderr.isatty()
+    bar = tqdm(
+        total=max_steps, desc="training", unit="step", disable=not progress, dynamic_ncols=True,
+        mininterval=0.1 if interactive else 15.0,
+    )
     try:
         for step in range(max_steps):
             state, metrics = train_step(state, batch)
