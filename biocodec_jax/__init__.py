@@ -1,7 +1,35 @@
-"""biocodec-jax: BioCodec, the neural-codec tokenizer for EEG and EMG, in JAX/Flax."""
+"""biocodec-jax: BioCodec, the neural-codec tokenizer for EEG and EMG, in JAX/Flax.
 
-from biocodec_jax.codec import Codec
-from biocodec_jax.config import CodecConfig, Config, LossConfig, OptimConfig, TrainConfig, load_config, preset
+Attributes load lazily, so ``import biocodec_jax.config`` (used by the data pipeline and its worker
+processes) does not import JAX.
+"""
 
-__all__ = ["Codec", "Config", "CodecConfig", "LossConfig", "OptimConfig", "TrainConfig", "load_config", "preset"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Codec": "biocodec_jax.codec",
+    "Config": "biocodec_jax.config",
+    "CodecConfig": "biocodec_jax.config",
+    "LossConfig": "biocodec_jax.config",
+    "OptimConfig": "biocodec_jax.config",
+    "TrainConfig": "biocodec_jax.config",
+    "load_config": "biocodec_jax.config",
+    "preset": "biocodec_jax.config",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'biocodec_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,13 @@ def to_dict(config: Any) -> dict:
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):  # "float | None" and the like
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None and len(options) < len(typing.get_args(annotation)):
+            return None
+        if len(options) == 1:
+            return _coerce(value, options[0], where)
+        return value
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise TypeError(f"{where}: expected a mapping, got {value!r}")
@@ -241,8 +249,17 @@ def _deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
-def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
-    """Apply ``section.key=value`` overrides (values parsed as YAML: ``3``, ``1e-4``, ``[2,2]``)."""
+def dataclass_from_dict(cls: type, data: dict) -> Any:
+    """An instance of the (frozen, typed) dataclass ``cls`` from ``data``, types checked and coerced."""
+    return _from_dict(cls, data, "")
+
+
+def apply_overrides(config: Any, overrides: list[str] | tuple[str, ...]) -> Any:
+    """Apply ``section.key=value`` overrides (values parsed as YAML: ``3``, ``1e-4``, ``[2,2]``).
+
+    Works for any typed config dataclass (this module's :class:`Config`, the data pipeline's
+    ``PrepareConfig``); the result has the type of ``config``.
+    """
     data = to_dict(config)
     for item in overrides:
         if "=" not in item:
@@ -257,7 +274,7 @@ def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> C
         if leaf not in node:
             raise KeyError(f"override {item!r}: unknown key {key!r}")
         node[leaf] = yaml.safe_load(raw)
-    return _from_dict(Config, data, "")
+    return _from_dict(type(config), data, "")
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -274,7 +291,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return apply_overrides(config, overrides)
 
 
-def save_config(config: Config, path: str | Path) -> None:
+def save_config(config: Any, path: str | Path) -> None:
     """Write the resolved config as YAML (or JSON if the suffix is .json)."""
     path = Path(path)
     data = to_dict(config)
