@@ -1,6 +1,7 @@
 """The ``biocodec-jax`` command: thin subcommands, each calling one library or experiment function.
 
     biocodec-jax demo [--minutes M] [--steps N] [--output DIR] ...   (see biocodec-jax demo --help)
+    biocodec-jax prepare --input DIR --output DIR [--preset eeg|emg] [--dataset NAME] [--workers N] ...
 
 The experiments (and MNE, matplotlib, ...) are imported inside the command that needs them.
 """
@@ -8,6 +9,7 @@ The experiments (and MNE, matplotlib, ...) are imported inside the command that 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 
@@ -16,6 +18,37 @@ def _demo(args: argparse.Namespace, rest: list[str]) -> int:
     from experiments import quickstart
 
     return quickstart.main(rest, prog="biocodec-jax demo")
+
+
+def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
+    """Recordings -> shards + manifest (data_pipelines.prepare). Exit 0 if any window was written."""
+    import logging
+    import os
+
+    from data_pipelines.config import load_prepare_config
+    from data_pipelines.prepare import prepare
+
+    logging.basicConfig(level=logging.INFO, format="prepare: %(message)s")
+    overrides = list(args.set)
+    if args.channels_per_recording is not None:
+        overrides.append(f"channels_per_recording={args.channels_per_recording}")
+    config = load_prepare_config(args.preset, args.config, overrides)
+    workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
+    manifest = prepare(
+        args.input, args.output, config, dataset=args.dataset, workers=workers, progress=not args.no_progress
+    )
+    splits = ", ".join(f"{k} {v['windows']} windows / {v['recordings']} recordings / {len(v['subjects'])} subjects" for k, v in manifest["splits"].items())
+    bad_files = sum(1 for r in manifest["rejected"] if "channel" not in r)
+    bad_channels = len(manifest["rejected"]) - bad_files
+    print(
+        f"{args.output}: {manifest['windows']} windows of {manifest['window_samples']} samples at "
+        f"{manifest['sample_rate']:g} Hz ({splits}); rejected {bad_files} file(s) and {bad_channels} channel(s), "
+        f"reasons in {args.output}/manifest.json"
+    )
+    if manifest["windows"] == 0:
+        print(f"{args.output}: nothing usable was produced", file=sys.stderr)
+        return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", add_help=False, help="train the EEG codec for a few minutes on bundled real EEG and test it on a held-out subject"
     )
     demo.set_defaults(func=_demo, forward=True)
+
+    from data_pipelines.datasets import DATASETS  # light: no MNE reader is imported until used
+
+    prep = sub.add_parser(
+        "prepare",
+        help="turn a folder of recordings into shards for training (resumable; bad files are reported and skipped)",
+        description="Read every recording under --input, preprocess it (channels, resampling, robust "
+        "normalisation, clipping, windows) and write shards + manifest.json to --output. Re-running "
+        "into the same --output finishes an interrupted run. Exit status 0 if any window was written.",
+    )
+    prep.add_argument("--input", required=True, help="folder of recordings")
+    prep.add_argument("--output", required=True, help="output folder (shards, manifest.json)")
+    prep.add_argument("--preset", default="eeg", choices=("eeg", "emg"), help="rate, window and channel kind (default eeg)")
+    prep.add_argument("--dataset", default="generic", choices=sorted(DATASETS), help="layout of --input (default generic)")
+    prep.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, at most 8)")
+    prep.add_argument("--channels-per-recording", type=int, default=None, metavar="K", help="K random channels per recording (default all)")
+    prep.add_argument("--config", default=None, help="YAML with PrepareConfig fields (applied over the preset)")
+    prep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. notch_freq=60 (repeatable)")
+    prep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    prep.set_defaults(func=_prepare)
     return parser
 
 

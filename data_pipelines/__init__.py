@@ -1,49 +1,57 @@
-"""Data preparation for biocodec-jax: recordings on disk -> normalised, windowed numpy arrays.
+"""Data pipelines for biocodec-jax: recordings on disk -> shards -> Grain batches.
 
-One job a module: :mod:`~data_pipelines.readers` (files -> ``mne.io.Raw``),
-:mod:`~data_pipelines.channels` (pick and name EEG channels), :mod:`~data_pipelines.preprocess`
-(filter/resample, robust normalisation, clipping, windowing), :mod:`~data_pipelines.prepare`
-(one file -> windows) and :mod:`~data_pipelines.errors`. Nothing here imports the model: rates
-and window lengths are arguments.
+One job a module:
+
+- :mod:`~data_pipelines.readers` files -> ``mne.io.Raw`` (by extension; errors name the file);
+- :mod:`~data_pipelines.datasets` corpus adapters (generic, eegmmidb, tueg, bonn, myo);
+- :mod:`~data_pipelines.channels` pick and canonically name EEG / EMG channels;
+- :mod:`~data_pipelines.preprocess` filter/resample, robust normalisation, clipping, windowing;
+- :mod:`~data_pipelines.shards` the record format and the atomic shard writer;
+- :mod:`~data_pipelines.prepare` the batch job: recordings -> shards + ``manifest.json``;
+- :mod:`~data_pipelines.manifest` reading ``manifest.json``;
+- :mod:`~data_pipelines.loader` Grain: shards -> shuffled per-host batches, checkpointable;
+- :mod:`~data_pipelines.config` typed ``PrepareConfig`` with ``eeg`` / ``emg`` presets.
+
+Nothing here imports the model: rates and window lengths come from config values. Names are
+loaded lazily, so worker processes that only preprocess do not import Grain or JAX.
 """
 
-from data_pipelines.channels import eeg_channel_indices, is_eeg_channel, normalize_channel_name, pick_eeg
-from data_pipelines.errors import ChannelError, RecordingError
-from data_pipelines.prepare import RecordingWindows, recording_windows
-from data_pipelines.preprocess import (
-    DEFAULT_CLIP,
-    check_finite,
-    clip,
-    count_windows,
-    filter_and_resample,
-    flat_channels,
-    make_windows,
-    preprocess_raw,
-    robust_normalize,
-    robust_stats,
-)
-from data_pipelines.readers import SUPPORTED_SUFFIXES, read_raw, recording_format
+from __future__ import annotations
 
-__all__ = [
-    "ChannelError",
-    "RecordingError",
-    "read_raw",
-    "recording_format",
-    "SUPPORTED_SUFFIXES",
-    "normalize_channel_name",
-    "is_eeg_channel",
-    "eeg_channel_indices",
-    "pick_eeg",
-    "filter_and_resample",
-    "check_finite",
-    "robust_stats",
-    "flat_channels",
-    "robust_normalize",
-    "clip",
-    "DEFAULT_CLIP",
-    "count_windows",
-    "make_windows",
-    "preprocess_raw",
-    "RecordingWindows",
-    "recording_windows",
-]
+import importlib
+
+_EXPORTS = {
+    "make_train_iterator": "data_pipelines.loader",
+    "make_eval_iterator": "data_pipelines.loader",
+    "prepare": "data_pipelines.prepare",
+    "process_recording": "data_pipelines.prepare",
+    "recording_windows": "data_pipelines.prepare",
+    "read_manifest": "data_pipelines.manifest",
+    "RecordingResult": "data_pipelines.prepare",
+    "PrepareConfig": "data_pipelines.config",
+    "prepare_preset": "data_pipelines.config",
+    "load_prepare_config": "data_pipelines.config",
+    "get_dataset": "data_pipelines.datasets",
+    "DATASETS": "data_pipelines.datasets",
+    "RecordingError": "data_pipelines.errors",
+    "ChannelError": "data_pipelines.errors",
+    "read_raw": "data_pipelines.readers",
+    "SUPPORTED_SUFFIXES": "data_pipelines.readers",
+    "pick_channels": "data_pipelines.channels",
+    "pick_eeg": "data_pipelines.channels",
+    "normalize_channel_name": "data_pipelines.channels",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'data_pipelines' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

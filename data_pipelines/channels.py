@@ -54,16 +54,36 @@ def eeg_channel_indices(names: Sequence[str], types: Sequence[str]) -> list[int]
     return [i for i, (n, t) in enumerate(zip(names, types)) if is_eeg_channel(n, t)]
 
 
-def pick_eeg(raw: mne.io.BaseRaw, rename: bool = True) -> mne.io.BaseRaw:
-    """Keep only the EEG channels of ``raw`` and (by default) rename them to canonical names.
+def is_emg_channel(name: str, ch_type: str = "emg") -> bool:
+    """Whether a channel of MNE type ``ch_type`` named ``name`` is EMG (typed ``emg``, or an
+    ``eeg``/``misc``/``bio`` signal whose name says EMG, as EDF files store it)."""
+    if ch_type == "emg":
+        return True
+    return ch_type in ("eeg", "misc", "bio") and "EMG" in name.upper()
 
-    Works in place, like MNE's own ``pick``, and returns ``raw``. Raises
-    :class:`RecordingError` if no EEG channel is left or two channels get the same name.
+
+def pick_channels(
+    raw: mne.io.BaseRaw, modality: str = "eeg", only: Sequence[str] | None = None, rename: bool = True
+) -> mne.io.BaseRaw:
+    """Keep the ``modality`` (``"eeg"`` or ``"emg"``) channels of ``raw``, canonically renamed.
+
+    ``only``: canonical names to restrict to (e.g. the 10-20 electrodes); those the recording lacks
+    are simply absent. Works in place, like MNE's own ``pick``, and returns ``raw``. Raises
+    :class:`RecordingError` if no channel is left or two channels get the same name.
     """
     source = source_of(raw)
-    keep = eeg_channel_indices(raw.ch_names, raw.get_channel_types())
+    if modality == "eeg":
+        keep = eeg_channel_indices(raw.ch_names, raw.get_channel_types())
+    elif modality == "emg":
+        keep = [i for i, (n, t) in enumerate(zip(raw.ch_names, raw.get_channel_types())) if is_emg_channel(n, t)]
+    else:
+        raise ValueError(f"modality must be 'eeg' or 'emg'; got {modality!r}")
+    if only is not None:
+        wanted = {normalize_channel_name(n) for n in only}
+        keep = [i for i in keep if normalize_channel_name(raw.ch_names[i]) in wanted]
     if not keep:
-        raise RecordingError(source, f"no EEG channels among {raw.ch_names}")
+        restriction = f" (restricted to {sorted(only)})" if only is not None else ""
+        raise RecordingError(source, f"no {modality.upper()} channels{restriction} among {raw.ch_names}")
     raw.pick(keep)
     if rename:
         new = [normalize_channel_name(n) for n in raw.ch_names]
@@ -72,3 +92,8 @@ def pick_eeg(raw: mne.io.BaseRaw, rename: bool = True) -> mne.io.BaseRaw:
             raise RecordingError(source, f"channel names collide after normalisation: {duplicates}")
         raw.rename_channels(dict(zip(raw.ch_names, new)), verbose=False)
     return raw
+
+
+def pick_eeg(raw: mne.io.BaseRaw, rename: bool = True) -> mne.io.BaseRaw:
+    """Keep only the EEG channels of ``raw``, canonically renamed (see :func:`pick_channels`)."""
+    return pick_channels(raw, "eeg", rename=rename)

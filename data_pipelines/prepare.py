@@ -1,60 +1,451 @@
-"""One recording file -> model-ready windows: read, pick EEG, filter/resample, normalise, clip, window.
+"""Recordings on disk -> shards of normalised single-channel windows + ``manifest.json``.
 
-The per-file step of data preparation. (Writing the windows of many files into shards with a
-manifest builds on this.)
+>>> manifest = prepare("eegmmidb/", "shards/", prepare_preset("eeg"), dataset="eegmmidb", workers=2)
+
+One recording at a time (:func:`process_recording`, run in worker processes):
+
+1. the adapter reads it (MNE reader, or text/CSV for the sets MNE cannot read);
+2. channels of the modality are picked and canonically named (:mod:`data_pipelines.channels`);
+3. a rate below ``min_sample_rate`` or a recording shorter than one window rejects the file;
+   a channel with NaN/Inf samples, or flat after resampling (IQR 0), is dropped with its reason;
+4. ``channels_per_recording`` random good channels are kept (seeded by the recording id, so a
+   re-run picks the same ones);
+5. band-pass / notch (optional), resampling, robust normalisation, clipping, windowing
+   (:mod:`data_pipelines.preprocess`).
+
+Output layout::
+
+    OUT/manifest.json                       what was made from what (see below); written last
+    OUT/train/shard-00000.array_record ...  one record per window (:mod:`data_pipelines.shards`)
+    OUT/val/shard-00000.array_record ...
+    OUT/progress/<split>-<nnnnn>.json       one per finished shard: what went into it
+
+The split is decided before any file is read, by subject (or recording): a seeded draw of
+``val_fraction`` of the subjects. Each split's recordings, sorted by id, are cut into groups of
+``recordings_per_shard``; a group becomes one shard, written under a temporary name and renamed
+when whole, then its progress file is written. A re-run (same input, same config) skips the
+groups that have a progress file and redoes the rest, so an interrupted run finishes with exactly
+the shards and manifest of an uninterrupted one; ``manifest.json`` exists only once every group
+is done. Bad files and channels never stop the run: each is logged and listed under
+``rejected`` with its reason.
+
+Manifest keys: ``format``, ``dataset``, ``input``, ``config``, ``sample_rate``, ``window_samples``,
+``windows`` (total), ``splits`` (per split: subjects, recordings, windows), ``shards`` (per split:
+``{"path", "windows", "recordings"}``), ``recordings`` (``{"path", "recording", "subject",
+"split", "channels", "windows", "source_rate", "duration_s", "shard", "channel_stats"}``),
+``rejected`` (``{"path", "channel"?, "reason"}``; files the adapter passed over are listed too),
+``channel_stats`` (per channel name over all recordings: median of the medians and of the IQRs,
+in the recording's units, e.g. volts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from data_pipelines.channels import pick_eeg
-from data_pipelines.preprocess import DEFAULT_CLIP, preprocess_raw
-from data_pipelines.readers import read_raw
+from biocodec_jax.config import save_config
+from data_pipelines.channels import pick_channels
+from data_pipelines.config import PrepareConfig, config_to_dict
+from data_pipelines.datasets import Dataset, RecordingRef, Skipped, get_dataset
+from data_pipelines.errors import RecordingError
+from data_pipelines.manifest import MANIFEST
+from data_pipelines.preprocess import clip, filter_and_resample, make_windows, robust_stats
+from data_pipelines.shards import SHARD_SUFFIX, ShardWriter, WindowOrigin, encode_window
+
+log = logging.getLogger("data_pipelines.prepare")
+
+PROGRESS_DIR = "progress"
+FORMAT = "biocodec-jax shards v1"
+SPLITS = ("train", "val")
 
 
-@dataclass(frozen=True)
-class RecordingWindows:
-    """The windows of one recording: ``windows`` is float32 ``[n_windows, n_channels, window_samples]``."""
+# ---------------------------------------------------------------------------------------------
+# One recording.
 
-    path: Path
-    windows: np.ndarray
-    channel_names: tuple[str, ...]
-    sample_rate: float
+
+@dataclass
+class RecordingResult:
+    """What :func:`process_recording` made of one recording (windows, or the reason it failed)."""
+
+    ref: RecordingRef
+    windows: np.ndarray | None = None  # [n_windows, n_channels, window_samples] float32
+    channels: tuple[str, ...] = ()
+    starts: np.ndarray | None = None  # first sample of each window, at the target rate
+    source_rate: float | None = None
+    duration_s: float | None = None
+    channel_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    rejected_channels: list[tuple[str, str]] = field(default_factory=list)
+    error: str | None = None
 
     @property
     def n_windows(self) -> int:
-        return self.windows.shape[0]
+        """Single-channel windows (windows x channels)."""
+        return 0 if self.windows is None else self.windows.shape[0] * self.windows.shape[1]
 
     def single_channel(self) -> np.ndarray:
-        """Every (window, channel) as its own item: ``[n_windows * n_channels, 1, window_samples]``."""
+        """Every (window, channel) as its own item, window-major: ``[n_windows * C, 1, T]``."""
         n, c, t = self.windows.shape
         return self.windows.reshape(n * c, 1, t)
 
 
-def recording_windows(
-    path: str | Path,
-    sample_rate: float,
-    window_samples: int,
-    *,
-    stride: int | None = None,
-    clip_limit: float | None = DEFAULT_CLIP,
-    l_freq: float | None = None,
-    h_freq: float | None = None,
-    notch_freqs: float | Sequence[float] | None = None,
-) -> RecordingWindows:
-    """Read the EEG of ``path`` and cut it into normalised windows (see :func:`preprocess_raw`).
+def _recording_seed(seed: int, recording_id: str) -> int:
+    digest = hashlib.sha256(f"{seed}:{recording_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
 
-    Raises :class:`~data_pipelines.errors.RecordingError` (or its :class:`ChannelError`) naming
-    the file, and the channel where there is one, when the recording cannot be used.
+
+def choose_channels(names: Sequence[str], k: int | None, seed: int, recording_id: str) -> list[int]:
+    """Indices of ``k`` channels drawn at random (in recording order), the same on every run."""
+    if k is None or k >= len(names):
+        return list(range(len(names)))
+    rng = np.random.default_rng(_recording_seed(seed, recording_id))
+    return sorted(rng.choice(len(names), size=k, replace=False).tolist())
+
+
+def process_recording(root: Path, ref: RecordingRef, dataset: Dataset, config: PrepareConfig) -> RecordingResult:
+    """Read and preprocess one recording; a problem is returned in ``error``, never raised."""
+    result = RecordingResult(ref)
+    source = root / ref.path
+    try:
+        raw = dataset.read(root, ref)
+        pick_channels(raw, config.modality, only=config.channels or dataset.channels)
+        sfreq = float(raw.info["sfreq"])
+        result.source_rate = sfreq
+        result.duration_s = raw.n_times / sfreq
+        if sfreq < config.min_sample_rate:
+            raise RecordingError(
+                source, f"sampling rate {sfreq:g} Hz is below the minimum of {config.min_sample_rate:g} Hz for {config.sample_rate:g} Hz windows"
+            )
+        target_samples = int(round(raw.n_times * config.sample_rate / sfreq))
+        if target_samples < config.window_samples:
+            raise RecordingError(
+                source, f"too short: {result.duration_s:.2f} s is less than one {config.window_seconds:g}-s window"
+            )
+        # Non-finite samples would be smeared over the channel by filtering, and a constant channel
+        # could pick up rounding noise from resampling: judge both on the data as recorded.
+        data = raw.get_data()
+        finite = np.isfinite(data)
+        for i in np.flatnonzero(~finite.all(axis=1)):
+            result.rejected_channels.append((raw.ch_names[i], f"{int((~finite[i]).sum())} non-finite (NaN/Inf) sample(s)"))
+        _, raw_iqr = robust_stats(np.where(finite, data, 0.0))
+        for i in np.flatnonzero(finite.all(axis=1) & (raw_iqr == 0)):
+            result.rejected_channels.append((raw.ch_names[i], "flat signal (interquartile range 0)"))
+        bad = sorted({name for name, _ in result.rejected_channels})
+        if len(bad) == len(raw.ch_names):
+            raise RecordingError(source, "no usable channel (every channel is flat or holds non-finite samples)")
+        if bad:
+            raw.drop_channels(bad)
+        filter_and_resample(
+            raw, config.sample_rate, l_freq=config.l_freq, h_freq=config.h_freq, notch_freqs=config.notch_freqs(sfreq)
+        )
+        x = raw.get_data()
+        median, iqr = robust_stats(x)
+        good = choose_channels(raw.ch_names, config.channels_per_recording, config.seed, ref.recording_id)
+        x = (x[good] - median[good, None]) / iqr[good, None]
+        windows = make_windows(clip(x, config.clip), config.window_samples, config.stride_samples, source)
+        result.windows = windows
+        result.channels = tuple(raw.ch_names[i] for i in good)
+        result.starts = np.arange(windows.shape[0]) * config.stride_samples
+        result.channel_stats = {
+            raw.ch_names[i]: {"median": float(median[i]), "iqr": float(iqr[i])} for i in good
+        }
+    except RecordingError as e:
+        result.error = e.reason
+    except Exception as e:  # an adapter or MNE failing in an unforeseen way must not kill the batch job
+        result.error = f"unexpected {type(e).__name__}: {e}"
+    return result
+
+
+def recording_windows(path: str | Path, config: PrepareConfig, dataset: str | Dataset = "generic") -> RecordingResult:
+    """Windows ``[n, C, T]`` of the single file ``path`` (raises :class:`RecordingError` on failure)."""
+    path = Path(path)
+    dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    ref = RecordingRef(path.stem, path.stem, path.name)
+    result = process_recording(path.parent, ref, dataset, config)
+    if result.error is not None:
+        raise RecordingError(path, result.error)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits and shard groups.
+
+
+def assign_splits(refs: Sequence[RecordingRef], config: PrepareConfig) -> dict[str, str]:
+    """``{recording_id: "train" | "val"}``: a seeded ``val_fraction`` of the subjects (or recordings).
+
+    At least one unit goes to validation when ``val_fraction > 0`` and there are two or more;
+    every recording of a subject lands in the same split.
     """
-    raw = pick_eeg(read_raw(path))
-    windows = preprocess_raw(
-        raw, sample_rate, window_samples, stride=stride, clip_limit=clip_limit,
-        l_freq=l_freq, h_freq=h_freq, notch_freqs=notch_freqs,
+    unit = (lambda r: r.subject) if config.split_by == "subject" else (lambda r: r.recording_id)
+    units = sorted({unit(r) for r in refs})
+    n_val = 0
+    if config.val_fraction > 0 and len(units) >= 2:
+        n_val = min(len(units) - 1, max(1, int(round(config.val_fraction * len(units)))))
+    order = np.random.default_rng(config.seed).permutation(len(units))
+    val_units = {units[i] for i in order[:n_val]}
+    return {r.recording_id: ("val" if unit(r) in val_units else "train") for r in refs}
+
+
+@dataclass(frozen=True)
+class ShardGroup:
+    split: str
+    index: int
+    refs: tuple[RecordingRef, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.index:05d}"
+
+    @property
+    def shard_path(self) -> str:
+        return f"{self.split}/shard-{self.index:05d}{SHARD_SUFFIX}"
+
+
+def shard_groups(refs: Sequence[RecordingRef], splits: dict[str, str], per_shard: int) -> list[ShardGroup]:
+    groups = []
+    for split in SPLITS:
+        members = sorted(r for r in refs if splits[r.recording_id] == split)
+        for i in range(0, len(members), per_shard):
+            groups.append(ShardGroup(split, i // per_shard, tuple(members[i : i + per_shard])))
+    return groups
+
+
+# ---------------------------------------------------------------------------------------------
+# The batch job.
+
+
+def _write_json(path: Path, data) -> None:
+    """Write atomically: a reader sees the old file or the whole new one, never a part."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_recording(writer: ShardWriter, result: RecordingResult) -> int:
+    """Append ``result``'s windows (window-major: every channel of window 0, then window 1...)."""
+    ref = result.ref
+    for w, start in enumerate(result.starts):
+        for c, channel in enumerate(result.channels):
+            writer.write(encode_window(result.windows[w, c], WindowOrigin(ref.recording_id, ref.subject, channel, int(start))))
+    return result.n_windows
+
+
+def _recording_entry(result: RecordingResult, split: str, shard: str | None) -> dict:
+    ref = result.ref
+    return {
+        "path": ref.display_path,
+        "recording": ref.recording_id,
+        "subject": ref.subject,
+        "split": split,
+        "channels": list(result.channels),
+        "windows": result.n_windows,
+        "source_rate": result.source_rate,
+        "duration_s": None if result.duration_s is None else round(result.duration_s, 6),
+        "shard": shard,
+        "channel_stats": result.channel_stats,
+    }
+
+
+def _rejections(result: RecordingResult) -> list[dict]:
+    path = result.ref.display_path
+    out = [{"path": path, "channel": ch, "reason": reason} for ch, reason in result.rejected_channels]
+    if result.error is not None:
+        out.append({"path": path, "reason": result.error})
+    return out
+
+
+def _report(rejections: list[dict]) -> None:
+    for r in rejections:
+        where = f"{r['path']} [{r['channel']}]" if "channel" in r else r["path"]
+        log.warning("rejected %s: %s", where, r["reason"])
+
+
+class _Worker:
+    """Picklable callable for the process pool."""
+
+    def __init__(self, root: Path, dataset: Dataset, config: PrepareConfig):
+        self.root, self.dataset, self.config = root, dataset, config
+
+    def __call__(self, ref: RecordingRef) -> RecordingResult:
+        return process_recording(self.root, ref, self.dataset, self.config)
+
+
+def _results(worker: _Worker, refs: list[RecordingRef], workers: int) -> Iterator[RecordingResult]:
+    """Results in the order of ``refs`` (ordered output is what makes shards reproducible)."""
+    if workers <= 1:
+        yield from map(worker, refs)
+        return
+    import multiprocessing
+
+    # spawn: the caller may have JAX (threads) loaded, which fork would copy in a broken state.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(worker, refs, chunksize=1)
+
+
+def _check_resumable(output: Path, identity: dict) -> None:
+    """Refuse to mix runs: an output with progress from another config or input is an error."""
+    stamp = output / PROGRESS_DIR / "run.json"
+    if stamp.exists():
+        previous = json.loads(stamp.read_text())
+        if previous != identity:
+            changed = sorted(k for k in identity if previous.get(k) != identity[k])
+            raise ValueError(
+                f"{output} holds shards from a run with a different {', '.join(changed)}; "
+                "use a new --output (or delete it) to start over"
+            )
+    else:
+        (output / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
+        _write_json(stamp, identity)
+
+
+def prepare(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    config: PrepareConfig,
+    *,
+    dataset: str | Dataset = "generic",
+    workers: int = 1,
+    progress: bool = True,
+    on_result: Callable[[RecordingResult], None] | None = None,
+) -> dict:
+    """Turn the recordings under ``input_dir`` into shards and a manifest in ``output_dir``.
+
+    Resumes an interrupted run into the same ``output_dir`` (same input and config; otherwise a
+    ValueError). Returns the manifest. ``on_result`` is called with each finished recording.
+    """
+    root = Path(input_dir).resolve()
+    output = Path(output_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"input folder {input_dir} does not exist")
+    dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    refs, skipped = dataset.find(root)
+    for s in skipped:
+        log.warning("skipped %s: %s", s.path, s.reason)
+    log.info("%s: %d recordings found (%s layout)", root, len(refs), dataset.name)
+    splits = assign_splits(refs, config)
+    groups = shard_groups(refs, splits, config.recordings_per_shard)
+    identity = {
+        "format": FORMAT,
+        "dataset": dataset.name,
+        "config": config_to_dict(config),
+        "recordings": hashlib.sha256("\n".join(r.display_path for r in refs).encode()).hexdigest(),
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    _check_resumable(output, identity)
+    save_config(config, output / "config.yaml")
+    (output / MANIFEST).unlink(missing_ok=True)  # a manifest means "complete": not while we work
+
+    done = {g.name for g in groups if (output / PROGRESS_DIR / f"{g.name}.json").exists()}
+    pending = [g for g in groups if g.name not in done]
+    for g in pending:  # leftovers of a killed run
+        (output / g.shard_path).unlink(missing_ok=True)
+        (output / (g.shard_path + ".tmp")).unlink(missing_ok=True)
+    if done:
+        log.info("resuming: %d of %d shards already done", len(done), len(groups))
+
+    todo = [r for g in pending for r in g.refs]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc="recordings", unit="rec", mininterval=0.2 if sys.stderr.isatty() else 15.0)
+    results = _results(_Worker(root, dataset, config), todo, workers)
+    try:
+        for group in pending:
+            _write_group(output, group, results, bar, on_result)
+    finally:
+        if bar is not None:
+            bar.close()
+        results.close()
+
+    manifest = _manifest(root, output, dataset, config, groups, skipped)
+    _write_json(output / MANIFEST, manifest)
+    return manifest
+
+
+def _write_group(output, group: ShardGroup, results, bar, on_result) -> None:
+    entries, rejected, windows = [], [], 0
+    with ShardWriter(output / group.shard_path) as writer:
+        for ref in group.refs:
+            result = next(results)
+            assert result.ref == ref, (result.ref, ref)
+            rejections = _rejections(result)
+            _report(rejections)
+            rejected.extend(rejections)
+            n = write_recording(writer, result) if result.error is None else 0
+            windows += n
+            entries.append(_recording_entry(result, group.split, group.shard_path if n else None))
+            if on_result is not None:
+                on_result(result)
+            if bar is not None:
+                bar.update(1)
+        if windows:
+            writer.commit()
+        else:
+            writer.abort()
+    _write_json(
+        output / PROGRESS_DIR / f"{group.name}.json",
+        {
+            "shard": {"path": group.shard_path, "windows": windows, "recordings": sum(e["windows"] > 0 for e in entries)}
+            if windows
+            else None,
+            "recordings": entries,
+            "rejected": rejected,
+        },
     )
-    return RecordingWindows(Path(path), windows, tuple(raw.ch_names), float(raw.info["sfreq"]))
+
+
+def _channel_summary(recordings: list[dict]) -> dict:
+    by_name: dict[str, list[dict]] = {}
+    for r in recordings:
+        for name, stats in r["channel_stats"].items():
+            by_name.setdefault(name, []).append(stats)
+    return {
+        name: {
+            "recordings": len(stats),
+            "median_of_medians": float(np.median([s["median"] for s in stats])),
+            "median_iqr": float(np.median([s["iqr"] for s in stats])),
+        }
+        for name, stats in sorted(by_name.items())
+    }
+
+
+def _manifest(root: Path, output: Path, dataset: Dataset, config: PrepareConfig, groups, skipped: list[Skipped]) -> dict:
+    recordings, rejected = [], [{"path": s.path, "reason": s.reason} for s in skipped]
+    shards: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for group in groups:
+        part = json.loads((output / PROGRESS_DIR / f"{group.name}.json").read_text())
+        recordings.extend(part["recordings"])
+        rejected.extend(part["rejected"])
+        if part["shard"] is not None:
+            shards[group.split].append(part["shard"])
+    splits = {}
+    for split in SPLITS:
+        used = [r for r in recordings if r["split"] == split and r["windows"] > 0]
+        splits[split] = {
+            "subjects": sorted({r["subject"] for r in used}),
+            "recordings": len(used),
+            "windows": sum(r["windows"] for r in used),
+        }
+    return {
+        "format": FORMAT,
+        "dataset": dataset.name,
+        "input": str(root),
+        "config": config_to_dict(config),
+        "sample_rate": config.sample_rate,
+        "window_samples": config.window_samples,
+        "windows": sum(s["windows"] for s in splits.values()),
+        "splits": splits,
+        "shards": shards,
+        "recordings": recordings,
+        "rejected": rejected,
+        "channel_stats": _channel_summary(recordings),
+    }

@@ -22,7 +22,7 @@ from pathlib import Path
 import mne
 import numpy as np
 
-from data_pipelines.errors import ChannelError, RecordingError, source_of
+from data_pipelines.errors import ChannelError, RecordingError
 
 DEFAULT_CLIP = 10.0
 
@@ -135,27 +135,3 @@ def make_windows(
     starts = np.arange(n) * stride
     index = starts[:, None] + np.arange(window_samples)[None, :]  # [n, W]
     return np.ascontiguousarray(x[:, index].transpose(1, 0, 2), dtype=np.float32)
-
-
-def preprocess_raw(
-    raw: mne.io.BaseRaw,
-    sample_rate: float,
-    window_samples: int,
-    *,
-    stride: int | None = None,
-    clip_limit: float | None = DEFAULT_CLIP,
-    l_freq: float | None = None,
-    h_freq: float | None = None,
-    notch_freqs: float | Sequence[float] | None = None,
-) -> np.ndarray:
-    """A loaded recording -> normalised, clipped windows ``[n_windows, C, window_samples]`` float32.
-
-    Checks for NaN/Inf before filtering (filters would smear them over the channel), then
-    :func:`filter_and_resample` (in place on ``raw``), :func:`robust_normalize`, :func:`clip` and
-    :func:`make_windows`. Pick channels first (see :mod:`data_pipelines.channels`).
-    """
-    source = source_of(raw)
-    check_finite(raw.get_data(), raw.ch_names, source)
-    filter_and_resample(raw, sample_rate, l_freq=l_freq, h_freq=h_freq, notch_freqs=notch_freqs)
-    x = robust_normalize(raw.get_data(), raw.ch_names, source)
-    return make_windows(clip(x, clip_limit), window_samples, stride, source)

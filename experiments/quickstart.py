@@ -24,6 +24,7 @@ The optimiser settings come from ``experiments/configs/demo_eeg.yaml``; the arch
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -106,10 +107,13 @@ def find_recordings(data_dir: str | Path = DATA_DIR) -> dict[str, list[Path]]:
 
 def prepare_data(config, data_dir: str | Path = DATA_DIR, heldout_subjects: Sequence[str] = HELDOUT_SUBJECTS) -> DemoData:
     """Preprocess every recording at ``config``'s rate and window length and split by subject."""
-    from data_pipelines import recording_windows
+    from data_pipelines import prepare_preset, recording_windows
 
     sample_rate = config.codec.sample_rate
-    window = config.train.window_samples(sample_rate)
+    prep = dataclasses.replace(
+        prepare_preset("eeg"), sample_rate=float(sample_rate), window_seconds=config.train.window_seconds, clip=config.train.clip
+    )
+    assert prep.window_samples == config.train.window_samples(sample_rate)
     recordings = find_recordings(data_dir)
     heldout_subjects = tuple(s.upper() for s in heldout_subjects)
     missing = sorted(set(heldout_subjects) - set(recordings))
@@ -122,12 +126,12 @@ def prepare_data(config, data_dir: str | Path = DATA_DIR, heldout_subjects: Sequ
     train, heldout, heldout_channels, counts = [], [], [], {}
     for subject, paths in recordings.items():
         for path in paths:
-            rec = recording_windows(path, sample_rate, window, clip_limit=config.train.clip)
+            rec = recording_windows(path, prep)
             items = rec.single_channel()
             counts[subject] = counts.get(subject, 0) + len(items)
             if subject in heldout_subjects:
                 heldout.append(items)
-                heldout_channels.extend(rec.channel_names * rec.n_windows)  # window-major, as single_channel()
+                heldout_channels.extend(rec.channels * rec.windows.shape[0])  # window-major, as single_channel()
             else:
                 train.append(items)
     return DemoData(

@@ -6,23 +6,12 @@ import mne
 import numpy as np
 import pytest
 
-from data_pipelines import (
-    ChannelError,
-    RecordingError,
-    clip,
-    count_windows,
-    eeg_channel_indices,
-    filter_and_resample,
-    flat_channels,
-    make_windows,
-    normalize_channel_name,
-    pick_eeg,
-    preprocess_raw,
-    read_raw,
-    recording_format,
-    recording_windows,
-    robust_normalize,
-)
+from data_pipelines.channels import eeg_channel_indices, normalize_channel_name, pick_eeg
+from data_pipelines.config import prepare_preset
+from data_pipelines.errors import ChannelError, RecordingError
+from data_pipelines.prepare import recording_windows
+from data_pipelines.preprocess import clip, count_windows, filter_and_resample, flat_channels, make_windows, robust_normalize
+from data_pipelines.readers import read_raw, recording_format
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "eegmmidb"
 S001 = DATA / "S001" / "S001R04.edf"
@@ -159,14 +148,6 @@ def test_flat_channel_is_named():
     assert e.value.channel == "PZ"
 
 
-def test_preprocess_raw_names_file_and_channel_for_nan(tmp_path):
-    data = np.random.default_rng(0).normal(size=(2, 2000)) * 1e-5
-    data[0, 5] = np.nan
-    raw = _raw(data, ["C3", "C4"])
-    with pytest.raises(ChannelError, match="channel 'C3'"):
-        preprocess_raw(raw, 250, 250)
-
-
 # --- windowing -------------------------------------------------------------------------------
 
 
@@ -196,10 +177,10 @@ def test_filter_and_resample():
 
 
 def test_bundled_recording_to_windows():
-    rec = recording_windows(S001, 250, 1250)
+    rec = recording_windows(S001, prepare_preset("eeg"))
     assert rec.windows.shape == (25, 64, 1250)  # 125 s at 250 Hz = 25 windows of 5 s
     assert rec.windows.dtype == np.float32
-    assert rec.channel_names[:3] == ("FC5", "FC3", "FC1") and len(rec.channel_names) == 64
+    assert rec.channels[:3] == ("FC5", "FC3", "FC1") and len(rec.channels) == 64
     assert np.abs(rec.windows).max() <= 10.0
     assert rec.single_channel().shape == (25 * 64, 1, 1250)
     np.testing.assert_array_equal(rec.single_channel()[65, 0], rec.windows[1, 1])

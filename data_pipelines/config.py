@@ -1,0 +1,128 @@
+"""Typed configuration of ``prepare`` (recordings -> shards), with presets for EEG and EMG.
+
+Rates and window lengths mirror the codec presets of :mod:`biocodec_jax.config` (``eeg``: 250 Hz,
+``emg``: 1 kHz, 5-s windows) but are plain values here: the data pipeline does not import the model.
+The resolved config is stored in every output's ``manifest.json``; a re-run into the same output
+must use the same config (that is what makes it resumable).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from biocodec_jax.config import apply_overrides, dataclass_from_dict, to_dict
+
+Modality = Literal["eeg", "emg"]
+SplitBy = Literal["subject", "recording"]
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How recordings become windows. Filters are off by default: the original's pretraining
+    recipe (reference section 4) names only resampling, robust normalisation and clipping."""
+
+    modality: Modality = "eeg"
+    sample_rate: float = 250.0
+    window_seconds: float = 5.0
+    # Distance between window starts; None = back to back (the original's non-overlapping windows).
+    stride_seconds: float | None = None
+    # Band-pass edges in Hz (either may be None) and the mains frequency for a notch (and its
+    # harmonics below the recording's Nyquist frequency); None = no filter.
+    l_freq: float | None = None
+    h_freq: float | None = None
+    notch_freq: float | None = None
+    # Recordings sampled below this are rejected: up-sampling cannot restore the band the codec
+    # expects. Below the target rate but above this (e.g. PhysioNet's 160 Hz EEG) is resampled.
+    min_sample_rate: float = 128.0
+    clip: float | None = 10.0
+    # K random good channels per recording (the original took 5 from TUEG); None = all of them.
+    channels_per_recording: int | None = None
+    # Only these channels (canonical names) are used when given, e.g. the 10-20 set for TUEG.
+    channels: tuple[str, ...] | None = None
+    # Validation share of subjects (or recordings), assigned before any file is read.
+    val_fraction: float = 0.1
+    split_by: SplitBy = "subject"
+    recordings_per_shard: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.sample_rate <= 0 or self.window_seconds <= 0:
+            raise ValueError(f"sample_rate and window_seconds must be positive; got {self.sample_rate}, {self.window_seconds}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1); got {self.val_fraction}")
+        if self.channels_per_recording is not None and self.channels_per_recording < 1:
+            raise ValueError(f"channels_per_recording must be >= 1 or None; got {self.channels_per_recording}")
+        if self.recordings_per_shard < 1:
+            raise ValueError(f"recordings_per_shard must be >= 1; got {self.recordings_per_shard}")
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+    @property
+    def stride_samples(self) -> int:
+        if self.stride_seconds is None:
+            return self.window_samples
+        return int(round(self.stride_seconds * self.sample_rate))
+
+    def notch_freqs(self, source_rate: float) -> tuple[float, ...] | None:
+        """The mains frequency and its harmonics below ``source_rate``'s Nyquist frequency."""
+        if self.notch_freq is None:
+            return None
+        n = math.ceil((source_rate / 2) / self.notch_freq) - 1
+        return tuple(self.notch_freq * k for k in range(1, n + 1)) or None
+
+
+PRESETS = {
+    "eeg": PrepareConfig(),
+    # Myo-style armbands record at 200 Hz; lower rates are rejected.
+    "emg": PrepareConfig(modality="emg", sample_rate=1000.0, min_sample_rate=200.0),
+}
+
+
+def prepare_preset(name: str) -> PrepareConfig:
+    """The ``eeg`` or ``emg`` preparation preset."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+def load_prepare_config(
+    preset: str = "eeg", path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()
+) -> PrepareConfig:
+    """``preset``, updated by the YAML file ``path`` (if any), then by ``key=value`` overrides."""
+    config = prepare_preset(preset)
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        try:
+            config = dataclass_from_dict(PrepareConfig, {**to_dict(config), **data})
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from e
+    return apply_overrides(config, list(overrides))
+
+
+def config_from_dict(data: dict) -> PrepareConfig:
+    """Inverse of :func:`config_to_dict` (e.g. a manifest's ``config``)."""
+    return dataclass_from_dict(PrepareConfig, data)
+
+
+def config_to_dict(config: PrepareConfig) -> dict:
+    return to_dict(config)
+
+
+__all__ = [
+    "PrepareConfig",
+    "PRESETS",
+    "prepare_preset",
+    "load_prepare_config",
+    "config_from_dict",
+    "config_to_dict",
+]

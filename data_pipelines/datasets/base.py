@@ -1,0 +1,67 @@
+"""What a dataset adapter is: it finds the recordings of a corpus on disk and reads one of them.
+
+An adapter knows a corpus's layout (which files are recordings, who the subject is, which
+channels to use) and, for formats MNE has no reader for (text, CSV), how to build an
+:class:`mne.io.Raw`. Everything after reading (channel picking, filtering, normalising,
+windowing, sharding) is shared and lives in :mod:`data_pipelines.prepare`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mne
+
+
+@dataclass(frozen=True, order=True)
+class RecordingRef:
+    """One recording of a dataset.
+
+    ``recording_id`` is unique within the dataset and stable across runs (the relative path
+    without its extension); ``subject`` decides the train/validation split (adapters that cannot
+    tell the subject use the recording id). ``path`` is relative to the dataset's root;
+    ``member`` names a file inside an archive ``path`` (e.g. Bonn's zip files).
+    """
+
+    recording_id: str
+    subject: str
+    path: str
+    member: str | None = None
+
+    @property
+    def display_path(self) -> str:
+        """``path``, or ``path::member`` for a file inside an archive."""
+        return f"{self.path}::{self.member}" if self.member else self.path
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file under the root that is not a usable recording, with the reason (goes to the manifest)."""
+
+    path: str
+    reason: str
+
+
+class Dataset:
+    """Base class: subclasses set ``name`` and implement :meth:`find` and (if needed) :meth:`read`."""
+
+    name = "base"
+    # Canonical channel names to restrict to (None: every channel of the modality).
+    channels: tuple[str, ...] | None = None
+
+    def find(self, root: Path) -> tuple[list[RecordingRef], list[Skipped]]:
+        """The recordings under ``root`` (sorted by id) and the files passed over, with reasons."""
+        raise NotImplementedError
+
+    def read(self, root: Path, ref: RecordingRef) -> mne.io.BaseRaw:
+        """The recording as a preloaded Raw; raises :class:`~data_pipelines.errors.RecordingError`."""
+        from data_pipelines.readers import read_raw
+
+        return read_raw(root / ref.path)
+
+
+def relative_id(path: Path, root: Path, suffix: str) -> str:
+    """``path`` relative to ``root`` as a POSIX string without ``suffix`` (case-insensitive)."""
+    rel = path.relative_to(root).as_posix()
+    return rel[: -len(suffix)] if rel.lower().endswith(suffix) else rel

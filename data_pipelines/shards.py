@@ -1,0 +1,130 @@
+"""Shard files: single-channel windows with their origin, in ArrayRecord files Grain reads at random.
+
+One record = one single-channel window::
+
+    b"BCW1" | uint32 little-endian n | n bytes of UTF-8 JSON (the origin) | float32 little-endian samples
+
+The origin (:class:`WindowOrigin`: recording id, subject, channel name, start sample at the shard's
+sampling rate) travels with the samples, so a window can always be traced back to its file; the
+loader's hot path (:func:`decode_window`) reads only the length prefix and the samples.
+
+Records are written with ``group_size:1`` (each record its own chunk: what random access needs).
+A shard is written under a temporary name and renamed when complete (:class:`ShardWriter`), so a
+file with the final name is always whole; a killed run leaves at most a ``*.tmp`` file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+MAGIC = b"BCW1"
+_PREFIX = struct.Struct("<4sI")
+SHARD_SUFFIX = ".array_record"
+WRITER_OPTIONS = "group_size:1"
+
+
+@dataclass(frozen=True)
+class WindowOrigin:
+    """Where a window comes from: recording, subject, channel, first sample (at the shard's rate)."""
+
+    recording: str
+    subject: str
+    channel: str
+    start: int
+
+
+def encode_window(window: np.ndarray, origin: WindowOrigin) -> bytes:
+    """One record: ``window`` (1-D, stored as float32) with its ``origin``."""
+    samples = np.asarray(window, dtype="<f4")
+    if samples.ndim != 1:
+        raise ValueError(f"a record holds one single-channel window (1-D); got shape {samples.shape}")
+    header = json.dumps(asdict(origin), separators=(",", ":"), sort_keys=True).encode()
+    return _PREFIX.pack(MAGIC, len(header)) + header + samples.tobytes()
+
+
+def _header_length(record: bytes) -> int:
+    magic, n = _PREFIX.unpack_from(record)
+    if magic != MAGIC:
+        raise ValueError(f"not a biocodec-jax window record (starts with {bytes(record[:4])!r}, expected {MAGIC!r})")
+    return n
+
+
+def decode_window(record: bytes) -> np.ndarray:
+    """The samples of a record, float32 ``[T]`` (a read-only view of ``record``)."""
+    offset = _PREFIX.size + _header_length(record)
+    return np.frombuffer(record, dtype="<f4", offset=offset)
+
+
+def decode_origin(record: bytes) -> WindowOrigin:
+    """The :class:`WindowOrigin` of a record."""
+    n = _header_length(record)
+    return WindowOrigin(**json.loads(record[_PREFIX.size : _PREFIX.size + n]))
+
+
+class ShardWriter:
+    """Writes records to ``path`` through ``path.tmp``; :meth:`commit` renames it into place.
+
+    Use as a context manager: leaving the block without :meth:`commit` (an exception) deletes the
+    temporary file, so no shard is ever half-written under its final name.
+    """
+
+    def __init__(self, path: str | Path):
+        from array_record.python.array_record_module import ArrayRecordWriter
+
+        self.path = Path(path)
+        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = ArrayRecordWriter(str(self.tmp_path), WRITER_OPTIONS)
+        self.count = 0
+        self._open = True
+
+    def write(self, record: bytes) -> None:
+        self._writer.write(record)
+        self.count += 1
+
+    def write_windows(self, windows: np.ndarray, origins: list[WindowOrigin]) -> None:
+        """Write ``windows`` ``[N, T]`` with their ``origins`` (one each)."""
+        if len(windows) != len(origins):
+            raise ValueError(f"{len(windows)} windows but {len(origins)} origins")
+        for window, origin in zip(windows, origins):
+            self.write(encode_window(window, origin))
+
+    def commit(self) -> Path:
+        """Close the file and give it its final name (atomic on POSIX)."""
+        self._close()
+        os.replace(self.tmp_path, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the temporary file."""
+        self._close()
+        self.tmp_path.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._open:
+            self._writer.close()
+            self._open = False
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._open:
+            self.abort()
+
+
+def read_records(path: str | Path) -> list[bytes]:
+    """Every record of one shard, in order (for tests and inspection; the loader uses Grain)."""
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    reader = ArrayRecordReader(str(path))
+    try:
+        return list(reader.read_all())
+    finally:
+        reader.close()
