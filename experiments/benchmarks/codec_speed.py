@@ -11,10 +11,7 @@ PyTorch original measured on the same kind of machine are in shared/reference/pe
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -24,8 +21,7 @@ import numpy as np
 
 from biocodec_jax import Codec, preset
 from biocodec_jax.training import init_state, train_step
-
-RESULTS = Path(__file__).parent / "results"
+from experiments.benchmarks.common import RESULTS, machine_info, rate_summary, write_report
 
 
 def _timed(fn, repeats: int) -> tuple[float, list[float]]:
@@ -39,19 +35,6 @@ def _timed(fn, repeats: int) -> tuple[float, list[float]]:
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t0)
     return first, times
-
-
-def _summary(batch: int, first: float, times: list[float]) -> dict:
-    rates = [batch / t for t in times]
-    return {
-        "batch": batch,
-        "windows_per_s": statistics.median(rates),
-        "windows_per_s_min": min(rates),
-        "windows_per_s_max": max(rates),
-        "seconds_per_call_median": statistics.median(times),
-        "first_call_s_incl_compile": first,
-        "repeats": len(times),
-    }
 
 
 def run(preset_name: str = "eeg", train_batch: int = 32, infer_batch: int = 256, repeats: int = 5) -> dict:
@@ -69,24 +52,21 @@ def run(preset_name: str = "eeg", train_batch: int = 32, infer_batch: int = 256,
         holder["state"], metrics = train_step(holder["state"], train_x)
         return metrics["loss"]
 
-    results = {"train_step": _summary(train_batch, *_timed(step, repeats))}
+    results = {"train_step": rate_summary(train_batch, *_timed(step, repeats))}
     codec = Codec(config, holder["state"].params, holder["state"].codebooks)
     codes = codec.encode(infer_x)
-    results["encode"] = _summary(infer_batch, *_timed(lambda: codec.encode(infer_x), repeats))
-    results["decode"] = _summary(infer_batch, *_timed(lambda: codec.decode(codes), repeats))
+    results["encode"] = rate_summary(infer_batch, *_timed(lambda: codec.encode(infer_x), repeats))
+    results["decode"] = rate_summary(infer_batch, *_timed(lambda: codec.decode(codes), repeats))
     return {
         "preset": preset_name,
         "window_samples": length,
         "results": results,
-        "machine": {
-            "device": str(jax.devices()[0].device_kind),
-            "platform": jax.default_backend(),
-            "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "jax": jax.__version__,
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        },
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine_info(
+            "jax",
+            device=str(jax.devices()[0].device_kind),
+            platform=jax.default_backend(),
+            xla_flags=os.environ.get("XLA_FLAGS", ""),
+        ),
     }
 
 
@@ -100,8 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     report = run(args.preset, args.train_batch, args.infer_batch, args.repeats)
     output = args.output or RESULTS / f"codec_speed_{args.preset}_{report['machine']['platform']}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, output)
     for task, r in report["results"].items():
         print(f"{task:11s} batch {r['batch']:4d}: {r['windows_per_s']:8.1f} windows/s "
               f"(range {r['windows_per_s_min']:.1f}-{r['windows_per_s_max']:.1f}; first call {r['first_call_s_incl_compile']:.1f} s)")
