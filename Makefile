@@ -12,3 +12,5 @@ test: setup
 
 bench: setup
 	.venv/bin/python -m experiments.benchmarks.codec_speed
+	.venv/bin/python -m experiments.benchmarks.prepare_speed
+	.venv/bin/python -m experiments.benchmarks.loader_speed
