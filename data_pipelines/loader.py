@@ -8,7 +8,7 @@ have to hold)::
     .seed(seed).shuffle()                               global shuffle (a permutation, not a buffer)
     .repeat(num_epochs)                                 epoch e reads index e*N + i: reshuffled per epoch
     [: n_batches * global_batch_size]                   finite runs only: whole global batches
-    [process_index::process_count]                      this host's share (see below)
+    _HostBlocks(process_index, process_count, B)        this host's block of every global batch (below)
     .map(decode -> float32 [1, T])
     .batch(global_batch_size // process_count, drop_remainder=True)
     .to_iter_dataset(ReadOptions(...))                  threads + prefetch buffer, in this process
@@ -20,14 +20,14 @@ shuffle seeds epoch ``e`` with ``shuffle_seed + e``); ``.seed(seed)`` derives ``
 hashing, so runs with neighbouring seeds (0, 1, ...) do not replay each other's epochs shifted by
 one, which ``shuffle(seed=s)`` alone would do.
 
-Multi-host: every process builds the same global stream (same seed) and takes the elements
-``p, p + P, p + 2P, ...`` of it *before* batching by ``B / P``. Process ``p``'s ``k``-th batch
-therefore holds global elements ``k*B + p + P*i`` (``i < B/P``), and the ``k``-th batches of all
-``P`` processes together are exactly elements ``[k*B, (k+1)*B)``: global batch ``k`` of the
-single-process stream. Training with ``P`` hosts sees the same batches as with one (each host
-holds a strided part of it; ``jax.make_array_from_process_local_data`` puts them together), every
-host runs the same number of steps, and no host ever reads a window another host reads in the same
-epoch. Without workers the iterator state is ``{"next_index": k}``, the same on every host, so one
+Multi-host: every process builds the same global stream (same seed) and, before batching by
+``L = B / P``, keeps only its contiguous block of every global batch: process ``p``'s ``k``-th
+batch is global elements ``[k*B + p*L, k*B + (p+1)*L)``. ``jax.make_array_from_process_local_data``
+places process ``p``'s rows at exactly those positions of the global array (devices are ordered by
+process on the mesh), so the global batch a ``P``-host job trains on is global batch ``k`` of the
+one-process stream, row for row, not merely the same set of windows: order-dependent steps (the
+k-means initialisation draws its starting points by position) give the same result too. Every host
+runs the same number of steps, and no host reads a window another host reads in the same epoch. Without workers the iterator state is ``{"next_index": k}``, the same on every host, so one
 saved state restores all of them.
 
 Resuming: ``it.get_state()`` after ``k`` batches, and ``set_state(state)`` on a freshly built
@@ -116,6 +116,38 @@ def _source(shard_dir: str | Path, split: str) -> tuple[grain.MapDataset, int]:
     return grain.MapDataset.source(source), int(manifest["window_samples"])
 
 
+class _HostBlocks(grain.MapDataset):
+    """Process ``p``'s contiguous block of every global batch of ``parent`` (see the module docstring).
+
+    Element ``j`` of process ``p`` is parent element ``(j // L) * B + p * L + j % L`` with
+    ``L = B / P``. A trailing partial global batch is split into blocks the same way (process ``p``
+    keeps what falls into its block, possibly nothing).
+    """
+
+    def __init__(self, parent: grain.MapDataset, process_index: int, process_count: int, global_batch: int):
+        super().__init__(parent)
+        self._p, self._count, self._global = process_index, process_count, global_batch
+        self._local = global_batch // process_count
+        n = len(parent)
+        whole, rest = divmod(n, global_batch)
+        self._length = whole * self._local + min(max(rest - process_index * self._local, 0), self._local)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _parent_index(self, index: int) -> int:
+        block, offset = divmod(index, self._local)
+        return block * self._global + self._p * self._local + offset
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        return self._parent[self._parent_index(index)]
+
+    def __str__(self) -> str:
+        return f"_HostBlocks(process {self._p} of {self._count}, {self._local} of every {self._global})"
+
+
 def _processes(process_index: int | None, process_count: int | None) -> tuple[int, int]:
     """(index, count), from JAX where not given (JAX imported only then: data work needs no JAX)."""
     if process_index is None or process_count is None:
@@ -195,7 +227,7 @@ def make_train_iterator(
                 f"fewer than one global batch of {global_batch_size}"
             )
         ds = ds[:whole]
-    ds = ds[process_index::process_count]
+    ds = _HostBlocks(ds, process_index, process_count, global_batch_size)
     ds = ds.map(_DecodeWindow(window_samples))
     ds = ds.batch(local_batch, drop_remainder=drop_remainder)
     return _to_iterator(ds, worker_count, prefetch_buffer_size, read_threads)
@@ -216,15 +248,15 @@ def make_eval_iterator(
     Evaluation wants every window exactly once and the same figures on every run: no shuffle, no
     repeat, and the last partial batch kept. ``batch_size`` is the global batch (all processes
     together), split across processes as in :func:`make_train_iterator`: process ``p`` gets
-    windows ``k*batch_size + p + P*i`` in its batch ``k``. With several processes the shares of the
-    last, partial global batch can differ in size by one, and a process whose share is empty
-    yields one batch fewer; choose ``batch_size`` dividing :func:`split_size` (or evaluate on one
+    the ``p``-th contiguous block of every global batch. With several processes the shares of the
+    last, partial global batch can differ in size, and a process whose share is empty yields one
+    batch fewer; choose ``batch_size`` dividing :func:`split_size` (or evaluate on one
     process) where every process must run the same number of steps.
     """
     process_index, process_count = _processes(process_index, process_count)
     local_batch = _per_process_batch(batch_size, process_count, "batch_size")
     ds, window_samples = _source(shard_dir, split)
-    ds = ds[process_index::process_count]
+    ds = _HostBlocks(ds, process_index, process_count, batch_size)
     ds = ds.map(_DecodeWindow(window_samples))
     ds = ds.batch(local_batch, drop_remainder=False)
     return _to_iterator(ds, 0, prefetch_buffer_size, read_threads)
