@@ -103,14 +103,22 @@ class OptimConfig:
 class TrainConfig:
     """What a training run does (data-independent parts)."""
 
-    batch_size: int = 512  # global
+    batch_size: int = 512  # global: all devices of all hosts together
     window_seconds: float = 5.0
     clip: float = 10.0  # the original's loader clips normalised input to +-clip
     steps: int = 195_312
     seed: int = 0
     log_every: int = 50
-    eval_every: int = 1000
+    eval_every: int = 1000  # 0: no periodic validation
+    eval_batches: int = 16  # global batches of the validation split per evaluation
     checkpoint_every: int = 1000
+    keep_checkpoints: int = 3  # the last K, plus the best by validation loss
+    async_checkpointing: bool = True
+    data: str = ""  # a `biocodec-jax prepare` output (shards + manifest.json)
+    loader_workers: int = 0  # Grain worker processes per host (0: decode in the training process)
+    # float64 is for numerical checks (e.g. that 8 devices compute what 1 does, free of float32
+    # summation-order effects); it turns on jax_enable_x64 for the process.
+    precision: Literal["float32", "float64"] = "float32"
 
     def window_samples(self, sample_rate: int) -> int:
         return int(round(self.window_seconds * sample_rate))

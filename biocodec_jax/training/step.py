@@ -12,9 +12,9 @@ from biocodec_jax.training.optimizer import make_schedule
 from biocodec_jax.training.state import TrainState
 
 
-def _items(batch: jax.Array) -> jax.Array:
-    """``[B, C, T]`` (or ``[N, T]``) -> single-channel items ``[N, T]``."""
-    return batch.reshape(-1, batch.shape[-1])
+def _items(batch: jax.Array, state: TrainState) -> jax.Array:
+    """``[B, C, T]`` (or ``[N, T]``) -> single-channel items ``[N, T]`` in the state's precision."""
+    return batch.reshape(-1, batch.shape[-1]).astype(state.codebooks.codebook.dtype)
 
 
 @jax.jit
@@ -26,7 +26,7 @@ def loss_and_grads(
     _, key = jax.random.split(state.rng)
     grad_fn = jax.value_and_grad(model_lib.training_loss, has_aux=True)
     (_, (metrics, codebooks)), grads = grad_fn(
-        state.params, state.graphdef, state.codebooks, _items(batch), key, cfg.codec, cfg.loss
+        state.params, state.graphdef, state.codebooks, _items(batch, state), key, cfg.codec, cfg.loss
     )
     return metrics, codebooks, grads
 
@@ -48,6 +48,6 @@ def eval_step(state: TrainState, batch: jax.Array) -> dict[str, jax.Array]:
     """Loss terms and metrics on ``batch`` without changing anything (no EMA update, no gradient)."""
     cfg = state.config
     _, (metrics, _) = model_lib.training_loss(
-        state.params, state.graphdef, state.codebooks, _items(batch), state.rng, cfg.codec, cfg.loss
+        state.params, state.graphdef, state.codebooks, _items(batch, state), state.rng, cfg.codec, cfg.loss
     )
     return metrics
