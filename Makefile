@@ -14,3 +14,4 @@ bench: setup
 	.venv/bin/python -m experiments.benchmarks.codec_speed
 	.venv/bin/python -m experiments.benchmarks.prepare_speed
 	.venv/bin/python -m experiments.benchmarks.loader_speed
+	.venv/bin/python -m experiments.benchmarks.parallel_speed

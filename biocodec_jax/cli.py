@@ -2,6 +2,7 @@
 
     biocodec-jax demo [--minutes M] [--steps N] [--output DIR] ...   (see biocodec-jax demo --help)
     biocodec-jax prepare --input DIR --output DIR [--preset eeg|emg] [--dataset NAME] [--workers N] ...
+    biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --workdir DIR [--data DIR] ...
 
 The experiments (and MNE, matplotlib, ...) are imported inside the command that needs them.
 """
@@ -51,6 +52,52 @@ def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _pretrain(args: argparse.Namespace, rest: list[str]) -> int:
+    """Data-parallel pretraining with Orbax checkpoints; resumes from the workdir (training.loop)."""
+    import logging
+
+    from biocodec_jax.training import parallel
+
+    # Before anything touches a device: join the multi-host job if there is one.
+    parallel.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+    import jax
+
+    from biocodec_jax.config import load_config, preset
+    from biocodec_jax.training.loop import NonFiniteLoss, Preempted, pretrain
+
+    logging.basicConfig(
+        level=logging.INFO if jax.process_index() == 0 else logging.WARNING,
+        format=f"pretrain[{jax.process_index()}]: %(message)s",
+    )
+    overrides = list(args.set)
+    for flag, key in (("data", "train.data"), ("steps", "train.steps"), ("batch_size", "train.batch_size"),
+                      ("checkpoint_every", "train.checkpoint_every"), ("seed", "train.seed")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.config is not None:
+        config = load_config(args.config, overrides)
+        if args.preset is not None and args.preset != config.preset:
+            raise SystemExit(f"--preset {args.preset} conflicts with {args.config} (preset {config.preset}); use one")
+    else:
+        from biocodec_jax.config import apply_overrides
+
+        config = apply_overrides(preset(args.preset or "eeg"), overrides)
+    try:
+        result = pretrain(config, args.workdir, progress=not args.no_progress)
+    except Preempted as e:
+        print(str(e), file=sys.stderr)
+        return 0
+    except NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    if jax.process_index() == 0:
+        last = result.losses.get(result.step)
+        print(f"{args.workdir}: trained to step {result.step}" + (f", loss {last:.4f}" if last is not None else "")
+              + "".join(f", {k} {v:.4f}" for k, v in result.last_eval.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from biocodec_jax import __version__
 
@@ -82,6 +129,27 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. notch_freq=60 (repeatable)")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     prep.set_defaults(func=_prepare)
+
+    pre = sub.add_parser(
+        "pretrain",
+        help="pretrain the codec data-parallel over all devices of all hosts; resumes from --workdir",
+        description="Pretrain on shards made by `biocodec-jax prepare`. Checkpoints go to WORKDIR/checkpoints; "
+        "re-running the same command resumes from the latest one. SIGTERM saves and exits cleanly.",
+    )
+    pre.add_argument("--config", default=None, help="YAML config (e.g. experiments/configs/pretrain_eeg.yaml)")
+    pre.add_argument("--workdir", required=True, help="run directory: config.yaml, checkpoints/, metrics.jsonl, tensorboard/")
+    pre.add_argument("--preset", default=None, choices=("eeg", "emg", "tiny"), help="start from a preset (without --config)")
+    pre.add_argument("--data", default=None, help="shard directory (train.data)")
+    pre.add_argument("--steps", type=int, default=None, help="train.steps")
+    pre.add_argument("--batch-size", type=int, default=None, help="global batch size (train.batch_size)")
+    pre.add_argument("--checkpoint-every", type=int, default=None, help="train.checkpoint_every")
+    pre.add_argument("--seed", type=int, default=None, help="train.seed")
+    pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. optim.learning_rate=1e-4")
+    pre.add_argument("--coordinator-address", default=None, help="HOST:PORT of process 0 (multi-host; or JAX_COORDINATOR_ADDRESS)")
+    pre.add_argument("--num-processes", type=int, default=None, help="processes in the job (or JAX_NUM_PROCESSES)")
+    pre.add_argument("--process-id", type=int, default=None, help="this process's index (or JAX_PROCESS_ID)")
+    pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pre.set_defaults(func=_pretrain)
     return parser
 
 

@@ -64,6 +64,13 @@ def _as_items(x: Any, name: str = "x") -> tuple[jax.Array, tuple[int, int]]:
     return x.reshape(-1, x.shape[-1]).astype(jnp.float32), x.shape[:2]
 
 
+def _has_checkpoints(directory: Path) -> bool:
+    """Whether ``directory`` is a training workdir (``checkpoints/``) or a checkpoints directory (step dirs)."""
+    if (directory / "checkpoints").is_dir():
+        return True
+    return directory.is_dir() and any(p.is_dir() and p.name.isdigit() for p in directory.iterdir())
+
+
 @dataclasses.dataclass
 class Codec:
     """A BioCodec model ready to embed, encode, decode and reconstruct signals."""
@@ -133,14 +140,30 @@ class Codec:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Codec":
-        """Read a codec written by :meth:`save`."""
+    def load(cls, directory: str | Path, step: int | None = None) -> "Codec":
+        """Read a codec written by :meth:`save`, or the model of a training run's checkpoint.
+
+        ``directory`` may be a saved codec (has ``config.json``), a training workdir (has
+        ``checkpoints/``) or a checkpoints directory. From checkpoints, the parameters and codebooks
+        of ``step`` (default: the latest readable one; an unreadable latest checkpoint is skipped
+        with a warning) are loaded with the config stored in that checkpoint.
+        """
         import orbax.checkpoint as ocp
 
         directory = Path(directory).absolute()
         cfg_file = directory / CONFIG_FILE
         if not cfg_file.is_file():
-            raise FileNotFoundError(f"{directory}: not a saved codec (no {CONFIG_FILE})")
+            if _has_checkpoints(directory):
+                from biocodec_jax.training import checkpointing
+
+                config, params, codebooks, _ = checkpointing.restore_params(directory, step)
+                return cls(config, params, codebooks)
+            raise FileNotFoundError(
+                f"{directory}: not a saved codec (no {CONFIG_FILE}) nor a training run "
+                "(no checkpoints/ directory and no checkpoint step directories)"
+            )
+        if step is not None:
+            raise ValueError(f"{directory} is a saved codec (one set of weights); step={step} is for training runs")
         config = config_lib.from_dict(json.loads(cfg_file.read_text()))
         graphdef, abstract = model_lib.abstract_model(config.codec)
         target = {"params": abstract, "codebooks": jax.eval_shape(lambda: model_lib.init_codebooks(config.codec))}

@@ -1,8 +1,14 @@
 import os
+import tempfile
 from pathlib import Path
 
-# Tests run on CPU; several simulated devices are available for sharding tests.
+# Tests run on CPU, one device in this process; tests that need several devices or hosts start
+# subprocesses with XLA_FLAGS=--xla_force_host_platform_device_count=N (and jax.distributed).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Many tests compile the same small programs (in this process and in subprocesses, which inherit
+# the environment): JAX's persistent compilation cache makes the repeats cheap.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "biocodec-jax-test-xla-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
 import numpy as np
 import pytest

@@ -1,0 +1,410 @@
+"""Training checkpoints: save and resume a run exactly, on any number of devices.
+
+A thin layer over Orbax's :class:`~orbax.checkpoint.CheckpointManager`. Each checkpoint is a step
+directory ``<workdir>/checkpoints/<step>/`` holding three items:
+
+``state``
+    The arrays of the :class:`TrainState` -- ``step``, ``params``, ``codebooks``, ``opt_state``,
+    ``rng`` -- as one Orbax pytree (``StandardSave``). The static fields (graph definition,
+    optimiser, config) are code, not data: the caller rebuilds them from the config.
+``data_iter``
+    The Grain iterator's position (``grain.checkpoint.CheckpointSave``; one small JSON file per
+    process), so that a resumed run sees exactly the batches an uninterrupted run would have seen.
+``config``
+    The run's :class:`~biocodec_jax.config.Config` as JSON (``JsonSave``), so that a checkpoint
+    alone says which model it holds (:func:`restore_config`, ``Codec.load(workdir)``).
+
+Why these choices:
+
+* Arrays are written with their global shapes, independent of how they were sharded. A restore
+  names the *target* layout (``jax.ShapeDtypeStruct`` leaves with ``.sharding``, see
+  :func:`abstract_train_state`), so a checkpoint written on 4 devices restores onto 1 or onto 8.
+* Saving is asynchronous by default: :meth:`Checkpointer.save` returns once the arrays are copied
+  off the accelerator and the files are written in a background thread, so training is not held
+  up. Orbax publishes a step directory only once every file is written (it writes to a temporary
+  directory and renames it), so a run killed mid-save never leaves a half-written step that looks
+  complete.
+* A committed checkpoint can still be damaged afterwards (a full disk, a truncated copy, a bad
+  sync). :meth:`Checkpointer.restore` therefore falls back to the previous step, with a warning,
+  instead of either crashing or silently starting from scratch.
+* Retention keeps the last ``keep`` checkpoints plus the best one by a validation metric, so a
+  long run's best model survives later, worse checkpoints.
+
+Every process of a multi-process run must call :meth:`Checkpointer.save` and
+:meth:`Checkpointer.restore` (they synchronise); each writes its own iterator state and its
+shards of the arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from biocodec_jax import config as config_lib
+from biocodec_jax.config import Config
+from biocodec_jax.training.state import TrainState
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS_DIR = "checkpoints"
+STATE_ITEM = "state"
+DATA_ITER_ITEM = "data_iter"
+CONFIG_ITEM = "config"
+_ARRAY_FIELDS = ("step", "params", "codebooks", "opt_state", "rng")
+
+
+def _grain_args():
+    """Grain's Orbax argument classes; imported lazily (they register with Orbax on import)."""
+    import grain.checkpoint as grain_ckpt
+
+    return grain_ckpt.CheckpointSave, grain_ckpt.CheckpointRestore
+
+
+def _metric_value(metric: str):
+    """``metrics -> float`` for ranking: a missing or non-finite metric ranks last (``+inf``)."""
+
+    def value(metrics: Any) -> float:
+        try:
+            v = float(metrics[metric])
+        except (KeyError, TypeError, ValueError):
+            return math.inf
+        return v if math.isfinite(v) else math.inf
+
+    return value
+
+
+def _replicated_sharding() -> NamedSharding:
+    """Every array whole on every device: the default target layout."""
+    return NamedSharding(Mesh(np.array(jax.devices()), ("data",)), PartitionSpec())
+
+
+def _array_tree(state: TrainState) -> dict[str, Any]:
+    """The array fields of ``state`` as the dict that is saved as the ``state`` item."""
+    return {name: getattr(state, name) for name in _ARRAY_FIELDS}
+
+
+def _abstract_leaf(x: Any, sharding: jax.sharding.Sharding | None) -> jax.ShapeDtypeStruct:
+    if sharding is None:
+        sharding = getattr(x, "sharding", None)
+        if not isinstance(sharding, jax.sharding.Sharding):
+            sharding = _replicated_sharding()
+    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
+
+
+def abstract_train_state(
+    state_or_config: TrainState | Config, shardings: Any = None
+) -> TrainState:
+    """A :class:`TrainState` whose array leaves are ``jax.ShapeDtypeStruct`` with a ``.sharding``.
+
+    This is the restore target: it says the shapes, dtypes and -- through the shardings -- on which
+    devices and how split the restored arrays should live. Static fields (graph, optimiser,
+    config) come from ``state_or_config``.
+
+    ``state_or_config``: a state (concrete or abstract) or a :class:`Config` (the model is traced,
+    never materialised). ``shardings``: ``None`` keeps each leaf's own sharding (abstract leaves
+    without one, and every leaf built from a config, are replicated over all devices); a single
+    :class:`jax.sharding.Sharding` for every leaf; or a pytree of shardings with the state's
+    structure (e.g. a ``TrainState`` of shardings).
+    """
+    if isinstance(state_or_config, Config):
+        state = _abstract_state_from_config(state_or_config)
+    elif isinstance(state_or_config, TrainState):
+        state = state_or_config
+    else:
+        raise TypeError(f"expected a TrainState or a Config, got {type(state_or_config).__name__}")
+
+    if shardings is None or isinstance(shardings, jax.sharding.Sharding):
+        return jax.tree.map(lambda x: _abstract_leaf(x, shardings), state)
+    return jax.tree.map(_abstract_leaf, state, shardings)
+
+
+def _abstract_state_from_config(config: Config) -> TrainState:
+    from biocodec_jax import model as model_lib
+    from biocodec_jax.training.optimizer import make_optimizer
+
+    graphdef, params = model_lib.abstract_model(config.codec)
+    tx = make_optimizer(config.optim)
+    return TrainState(
+        step=jax.ShapeDtypeStruct((), jnp.int32),
+        params=params,
+        codebooks=jax.eval_shape(lambda: model_lib.init_codebooks(config.codec)),
+        opt_state=jax.eval_shape(tx.init, params),
+        rng=jax.eval_shape(lambda: jax.random.PRNGKey(0)),
+        graphdef=graphdef,
+        tx=tx,
+        config=config,
+    )
+
+
+def checkpoints_dir(directory: str | Path) -> Path:
+    """``directory`` itself if it holds checkpoints, else ``directory/checkpoints`` if that exists.
+
+    Lets every reader accept either a training workdir or its ``checkpoints/`` directory.
+    """
+    directory = Path(directory).absolute()
+    sub = directory / CHECKPOINTS_DIR
+    return sub if sub.is_dir() else directory
+
+
+class Checkpointer:
+    """Saves and restores a run's :class:`TrainState`, data-iterator position and config.
+
+    ``directory`` is ``<workdir>/checkpoints``. Retention: the last ``keep`` checkpoints, plus
+    (``keep_best``) the one with the lowest ``best_metric`` among the saves whose ``metrics``
+    carried it, so an early good checkpoint is not deleted by later worse ones. ``async_save``
+    writes in the background (call :meth:`wait_until_finished` before reading the files).
+    ``read_only`` opens existing checkpoints for reading only (never creates or deletes anything).
+
+    Implementation: Orbax ``AnyPreservationPolicy([LatestN(keep), BestN(n=1)])``. ``best_fn`` is
+    also set, because Orbax only writes a save's metrics to disk when ``best_fn`` is set; without
+    them a restarted run would forget which checkpoint was best. A save whose metrics lack
+    ``best_metric`` (or whose value is not finite) ranks last, i.e. is never "the best" while any
+    save carries a finite value.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        keep: int = 3,
+        keep_best: bool = True,
+        best_metric: str = "val_loss",
+        async_save: bool = True,
+        read_only: bool = False,
+    ):
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.directory = Path(directory).absolute()
+        self.best_metric = best_metric
+        from orbax.checkpoint import checkpoint_managers as cm
+
+        metric_fn = _metric_value(best_metric)
+        policies = [cm.LatestN(n=keep)]
+        if keep_best:
+            # reverse=True: BestN keeps the *last* n after sorting, so sort descending to keep the minimum.
+            policies.append(
+                cm.BestN(get_metric_fn=metric_fn, reverse=True, n=1, keep_checkpoints_without_metrics=False)
+            )
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=cm.AnyPreservationPolicy(policies),
+            best_fn=metric_fn,
+            best_mode="min",
+            enable_async_checkpointing=async_save,
+            read_only=read_only,
+            create=not read_only,
+        )
+        # No handler registry: Orbax picks each item's handler from its argument class (Grain's
+        # CheckpointSave/CheckpointRestore register themselves with Orbax on import).
+        _grain_args()
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    # --- saving ------------------------------------------------------------------------------
+
+    def save(
+        self,
+        state: TrainState,
+        data_iter: Any = None,
+        *,
+        metrics: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> bool:
+        """Checkpoint ``state`` (and ``data_iter``'s position) at step ``int(state.step)``.
+
+        ``metrics`` (scalars; e.g. ``{"val_loss": ...}``) are stored with the checkpoint and rank
+        it for ``keep_best``. ``force`` saves even where Orbax's save policy would not (e.g. a
+        step that is not newer than the latest). Returns whether a save happened; a step that is
+        already saved is skipped (``False``) rather than raising. Asynchronous unless the
+        checkpointer was made with ``async_save=False``.
+        """
+        step = int(state.step)
+        if step in self._manager.all_steps():
+            log.info("checkpoint for step %d already exists; not saving it again", step)
+            return False
+        items = {
+            STATE_ITEM: ocp.args.StandardSave(_array_tree(state)),
+            CONFIG_ITEM: ocp.args.JsonSave(config_lib.to_dict(state.config)),
+        }
+        if data_iter is not None:
+            save_iter, _ = _grain_args()
+            items[DATA_ITER_ITEM] = save_iter(data_iter)
+        if metrics is not None:
+            metrics = {k: float(np.asarray(v)) for k, v in metrics.items()}
+        return bool(self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=force))
+
+    # --- what is there -----------------------------------------------------------------------
+
+    def latest_step(self) -> int | None:
+        """The newest saved step (including one still being written asynchronously), or None."""
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """All saved steps, ascending."""
+        return sorted(self._manager.all_steps())
+
+    def best_step(self) -> int | None:
+        """The step with the lowest ``best_metric`` among saves that carried it, else the latest."""
+        return self._manager.best_step()
+
+    def metrics(self, step: int) -> dict[str, Any] | None:
+        """The metrics saved with ``step``, if any."""
+        return self._manager.metrics(step)
+
+    def reload(self) -> None:
+        """Re-read the directory (steps written by another process or checkpointer)."""
+        self._manager.reload()
+
+    # --- restoring ---------------------------------------------------------------------------
+
+    def restore(
+        self, abstract_state: TrainState, data_iter: Any = None, step: int | None = None
+    ) -> TrainState | None:
+        """The saved state at ``step`` (default: the latest readable one), laid out as ``abstract_state``.
+
+        ``abstract_state`` is a :class:`TrainState` whose array leaves are ``jax.ShapeDtypeStruct``
+        with ``.sharding`` (see :func:`abstract_train_state`) or concrete arrays (their sharding is
+        used); the arrays are restored directly onto those shardings, whatever the device count of
+        the run that wrote them. Static fields are taken from ``abstract_state``. If ``data_iter``
+        is given, its position is set to the one saved with the checkpoint.
+
+        With ``step=None``, a checkpoint that cannot be read is skipped with a warning naming the
+        step and the error, and the previous one is tried, and so on; returns ``None`` if there is
+        no checkpoint at all and raises ``RuntimeError`` if there are checkpoints but none can be
+        read (starting over silently would discard a run). An explicit ``step`` is not skipped:
+        its errors propagate (``FileNotFoundError`` if it does not exist). In a multi-process run
+        every process must see the same files, or processes could fall back to different steps.
+        """
+        target = abstract_train_state(abstract_state)
+        self.wait_until_finished()  # the step to read may still be being written
+        if step is None and not self.all_steps():
+            return None
+        return self.first_readable(step, lambda s: self._restore_step(target, data_iter, s))
+
+    def first_readable(self, step: int | None, read: Callable[[int], Any]) -> Any:
+        """``read(step)``; with ``step=None``, ``read`` of the newest step for which it does not raise.
+
+        The fallback policy shared by every reader: skip an unreadable checkpoint with a warning
+        (Orbax raises ``ValueError``, ``KeyError``, ``FileNotFoundError``, ``json.JSONDecodeError``
+        or a bare ``Exception`` from TensorStore, depending on what is damaged, so any exception
+        counts), and raise ``RuntimeError`` if none is readable.
+        """
+        steps = self.all_steps()
+        if step is not None:
+            if step not in steps:
+                raise FileNotFoundError(f"{self.directory}: no checkpoint for step {step}; saved steps: {steps}")
+            return read(step)
+        if not steps:
+            raise FileNotFoundError(f"{self.directory}: no checkpoints")
+        errors = []
+        for s in reversed(steps):
+            try:
+                return read(s)
+            except Exception as e:  # noqa: BLE001 -- whatever failed, an older step may be fine
+                log.warning(
+                    "checkpoint step %d in %s is unreadable (%s: %s); falling back to the previous step",
+                    s, self.directory, type(e).__name__, e,
+                )
+                errors.append(f"step {s}: {type(e).__name__}: {e}")
+        raise RuntimeError(f"{self.directory}: no readable checkpoint among steps {steps}:\n" + "\n".join(errors))
+
+    def _restore_step(self, target: TrainState, data_iter: Any, step: int) -> TrainState:
+        items = {STATE_ITEM: ocp.args.StandardRestore(_array_tree(target))}
+        if data_iter is not None:
+            if (self._step_dir(step) / DATA_ITER_ITEM).exists():
+                _, restore_iter = _grain_args()
+                items[DATA_ITER_ITEM] = restore_iter(data_iter)
+            else:
+                log.warning("checkpoint step %d has no data-iterator state; the iterator is left where it is", step)
+        arrays = self._manager.restore(step, args=ocp.args.Composite(**items))[STATE_ITEM]
+        if int(arrays["step"]) != step:
+            raise ValueError(f"checkpoint directory {step} holds a state at step {int(arrays['step'])}")
+        return target.replace(**arrays)
+
+    def _step_dir(self, step: int) -> Path:
+        name_format = ocp.step.standard_name_format()
+        return Path(str(ocp.step.build_step_path(self._manager.directory, name_format, step)))
+
+    def restore_config(self, step: int | None = None) -> Config:
+        """The config saved with ``step`` (default: the latest step whose config is readable)."""
+        return self.first_readable(step, self._read_config)
+
+    def _read_config(self, step: int) -> Config:
+        restored = self._manager.restore(step, args=ocp.args.Composite(**{CONFIG_ITEM: ocp.args.JsonRestore()}))
+        return config_lib.from_dict(dict(restored[CONFIG_ITEM]))
+
+    def restore_params(self, step: int | None = None) -> tuple[Config, Any, Any, int]:
+        """``(config, params, codebooks, step)`` of ``step`` (default: the latest readable one).
+
+        What inference needs: only the parameters and codebooks are read (not the optimiser
+        state), as single-device (replicated) arrays, with the config stored in the checkpoint.
+        """
+        return self.first_readable(step, self._read_params)
+
+    def _read_params(self, step: int) -> tuple[Config, Any, Any, int]:
+        from biocodec_jax import model as model_lib
+
+        config = self._read_config(step)
+        _, params = model_lib.abstract_model(config.codec)
+        codebooks = jax.eval_shape(lambda: model_lib.init_codebooks(config.codec))
+        sharding = _replicated_sharding()
+        target = jax.tree.map(lambda x: _abstract_leaf(x, sharding), {"params": params, "codebooks": codebooks})
+        # PyTreeRestore (the handler StandardSave wraps) can read a subset of the saved tree.
+        args = ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
+        )
+        restored = self._manager.restore(step, args=ocp.args.Composite(**{STATE_ITEM: args}))[STATE_ITEM]
+        return config, restored["params"], restored["codebooks"], step
+
+    # --- preemption and lifetime -------------------------------------------------------------
+
+    def reached_preemption(self, step: int) -> bool:
+        """Whether this step is the agreed preemption sync point (JAX caught SIGTERM): save now.
+
+        All processes get the same answer for the same step, so all of them save; only meaningful
+        in a ``jax.distributed`` run (always False otherwise).
+        """
+        return self._manager.reached_preemption(step)
+
+    def wait_until_finished(self) -> None:
+        """Block until any asynchronous save has been written and committed."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Finish pending saves and release Orbax's resources."""
+        self._manager.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def restore_config(directory: str | Path, step: int | None = None) -> Config:
+    """The :class:`Config` stored with a checkpoint in ``directory`` (a workdir or its ``checkpoints/``)."""
+    with Checkpointer(_existing_checkpoints_dir(directory), read_only=True, async_save=False) as ckpt:
+        return ckpt.restore_config(step)
+
+
+def _existing_checkpoints_dir(directory: str | Path) -> Path:
+    path = checkpoints_dir(directory)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{directory}: no such directory")
+    return path
+
+
+def restore_params(directory: str | Path, step: int | None = None) -> tuple[Config, Any, Any, int]:
+    """``(config, params, codebooks, step)`` from a workdir or checkpoints directory: what inference needs.
+
+    See :meth:`Checkpointer.restore_params`; unreadable latest checkpoints are skipped with a
+    warning as in :meth:`Checkpointer.restore`. Used by ``Codec.load(workdir)``.
+    """
+    with Checkpointer(_existing_checkpoints_dir(directory), read_only=True, async_save=False) as ckpt:
+        return ckpt.restore_params(step)

@@ -1,0 +1,265 @@
+"""The pretraining job: Grain batches -> data-parallel ``train_step`` -> metrics and Orbax checkpoints.
+
+>>> pretrain(load_config("experiments/configs/pretrain_eeg.yaml"), "runs/eeg")
+
+Every process of a multi-host job runs this same function (after
+:func:`~biocodec_jax.training.parallel.initialize_distributed`). What it does, in order:
+
+1. a mesh over all devices of all hosts; the Grain iterator over ``config.train.data`` giving
+   this process its share of every global batch;
+2. resume from the latest readable checkpoint in ``workdir/checkpoints`` (parameters,
+   codebooks, optimiser state, step, RNG and the iterator's position), onto however many devices
+   this run has; or start afresh: k-means codebooks from the first global batch, which is then
+   also the first training batch (as in the original, where k-means runs inside the first step);
+3. steps until ``config.train.steps``; every ``log_every`` steps metrics (with throughput and
+   codebook health: dead codes and perplexity per quantizer) to ``metrics.jsonl`` and TensorBoard
+   from process 0; every ``eval_every`` steps validation on held-out shards (loss, correlation,
+   SI-SDR); every ``checkpoint_every`` steps an asynchronous checkpoint (the last K and the best by
+   validation loss are kept), and one at the end;
+4. SIGTERM (preemption): the step in flight finishes, a checkpoint is written, the job exits
+   cleanly (:class:`Preempted` carries the step); a non-finite loss stops the run
+   (:class:`NonFiniteLoss`) before anything is saved, so the last good checkpoint stays intact.
+
+Runs are deterministic: the same config, data and device count give the same losses, with or
+without an interruption in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from biocodec_jax.config import Config, save_config
+from biocodec_jax.quantization.codebook import dead_code_count, perplexity
+from biocodec_jax.training import parallel
+from biocodec_jax.training.checkpointing import CHECKPOINTS_DIR, Checkpointer
+from biocodec_jax.training.logging import MetricsLogger
+from biocodec_jax.training.state import TrainState, init_state
+
+log = logging.getLogger(__name__)
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without saving the broken state."""
+
+    def __init__(self, step: int, metrics: dict[str, float], last_checkpoint: int | None):
+        self.step = step
+        where = f"step {last_checkpoint}" if last_checkpoint is not None else "none yet"
+        super().__init__(
+            f"non-finite loss at step {step} ({', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items()))}); "
+            f"stopped without saving. Last good checkpoint: {where}. Lower the learning rate or check the data."
+        )
+
+
+class Preempted(Exception):
+    """SIGTERM arrived; a checkpoint of ``step`` was written and the run stopped cleanly."""
+
+    def __init__(self, step: int):
+        self.step = step
+        super().__init__(f"preempted: checkpoint saved at step {step}; re-run the same command to resume")
+
+
+@dataclass
+class RunResult:
+    """What :func:`pretrain` did: the last step, the losses of the steps it ran, and where it started."""
+
+    step: int
+    start_step: int
+    losses: dict[int, float] = field(default_factory=dict)
+    last_eval: dict[str, float] = field(default_factory=dict)
+
+
+class _TermFlag:
+    """SIGTERM -> a flag the loop reads at the next step boundary (single-process runs).
+
+    Multi-process runs use JAX's own preemption notice through Orbax (``reached_preemption``),
+    which also makes every process stop at the same step.
+    """
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.raised = True
+        log.warning("SIGTERM received: saving at the end of this step")
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def codebook_health(state: TrainState) -> dict[str, float]:
+    """Dead codes (EMA count below the threshold) and usage perplexity, per quantizer."""
+    counts = state.codebooks.cluster_size
+    dead = np.asarray(dead_code_count(state.codebooks, state.config.codec.dead_code_threshold))
+    ppl = np.asarray(perplexity(counts))
+    out = {}
+    for q in range(dead.shape[0]):
+        out[f"dead_codes_q{q}"] = float(dead[q])
+        out[f"perplexity_q{q}"] = float(ppl[q])
+    return out
+
+
+def _abstract_state(config: Config, batch_shape: tuple[int, ...], mesh) -> TrainState:
+    """The state's shapes, dtypes and (replicated) shardings, without computing anything."""
+    batch = jax.ShapeDtypeStruct(batch_shape, jnp.float32)
+    abstract = jax.eval_shape(lambda r, b: init_state(config, r, b), jax.random.PRNGKey(0), batch)
+    shardings = parallel.state_shardings(abstract, mesh)
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+
+def evaluate(state: TrainState, eval_fn, config: Config, mesh) -> dict[str, float]:
+    """Mean validation metrics over ``eval_batches`` global batches of the ``val`` split."""
+    from data_pipelines.loader import make_train_iterator, split_size
+
+    data = config.train.data
+    try:
+        n = split_size(data, "val")
+    except ValueError:  # no validation split
+        return {}
+    batches = min(config.train.eval_batches, n // config.train.batch_size)
+    if batches == 0:
+        return {}
+    # A fixed shuffled sample of whole global batches: equal shares on every host, same every time.
+    it = make_train_iterator(data, global_batch_size=config.train.batch_size, seed=0, split="val", num_epochs=1)
+    sums: dict[str, float] = {}
+    try:
+        for _ in range(batches):
+            metrics = eval_fn(state, parallel.global_batch(next(it), mesh))
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+    finally:
+        it.close()
+    return {f"val_{k}" if k != "loss" else "val_loss": v / batches for k, v in sums.items()}
+
+
+def pretrain(
+    config: Config,
+    workdir: str | Path,
+    *,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Train (or resume training) ``config`` in ``workdir``; see the module docstring.
+
+    ``on_step(step, metrics)`` is called after every step with the step just completed and its
+    metrics as floats (a hook for callers; the loop itself never needs it). Raises
+    :class:`Preempted` after a SIGTERM (checkpoint written) and :class:`NonFiniteLoss`.
+    """
+    from data_pipelines.loader import make_train_iterator
+    from data_pipelines.manifest import read_manifest
+
+    tcfg = config.train
+    if tcfg.precision == "float64":
+        jax.config.update("jax_enable_x64", True)
+    if not tcfg.data:
+        raise ValueError("no training data: set train.data (or --data) to a `biocodec-jax prepare` output")
+    workdir = Path(workdir).absolute()
+    lead = jax.process_index() == 0
+    if lead:
+        workdir.mkdir(parents=True, exist_ok=True)
+        save_config(config, workdir / "config.yaml")
+
+    manifest = read_manifest(tcfg.data)
+    window = tcfg.window_samples(config.codec.sample_rate)
+    if manifest["window_samples"] != window or float(manifest["sample_rate"]) != float(config.codec.sample_rate):
+        raise ValueError(
+            f"{tcfg.data}: shards hold {manifest['window_samples']}-sample windows at {manifest['sample_rate']} Hz; "
+            f"the config wants {window} at {config.codec.sample_rate} Hz"
+        )
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(tcfg.batch_size, mesh)
+    data_iter = make_train_iterator(
+        tcfg.data, global_batch_size=tcfg.batch_size, seed=tcfg.seed, worker_count=tcfg.loader_workers
+    )
+    checkpointer = Checkpointer(workdir / CHECKPOINTS_DIR, keep=tcfg.keep_checkpoints, async_save=tcfg.async_checkpointing)
+    metrics_log = MetricsLogger(workdir, enabled=lead)
+    try:
+        state = checkpointer.restore(_abstract_state(config, (tcfg.batch_size, 1, window), mesh), data_iter)
+        pending_first = None
+        if state is None:
+            pending_first = parallel.global_batch(next(data_iter), mesh)
+            state = parallel.init_sharded_state(config, jax.random.PRNGKey(tcfg.seed), pending_first, mesh)
+            log.info("new run in %s: %d devices, %d processes", workdir, mesh.devices.size, jax.process_count())
+        else:
+            log.info("resumed %s at step %d on %d devices", workdir, int(state.step), mesh.devices.size)
+        result = _run(
+            config, state, data_iter, pending_first, mesh, checkpointer, metrics_log, on_step, progress and lead
+        )
+        checkpointer.wait_until_finished()
+        return result
+    finally:
+        metrics_log.close()
+        checkpointer.close()
+        data_iter.close()
+
+
+def _run(config, state, data_iter, pending_first, mesh, checkpointer, metrics_log, on_step, progress) -> RunResult:
+    tcfg = config.train
+    train_fn = parallel.parallel_train_step(mesh, state)
+    eval_fn = parallel.parallel_eval_step(mesh, state)
+    start = int(state.step)
+    result = RunResult(step=start, start_step=start)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=tcfg.steps, initial=start, desc="pretrain", unit="step", dynamic_ncols=True)
+    window_clock, window_steps = time.perf_counter(), 0
+    multi = jax.process_count() > 1
+    with _TermFlag() as term:
+        try:
+            for step in range(start + 1, tcfg.steps + 1):
+                batch = pending_first if pending_first is not None else parallel.global_batch(next(data_iter), mesh)
+                pending_first = None
+                new_state, metrics = train_fn(state, batch)
+                metrics = {k: float(v) for k, v in metrics.items()}
+                if not math.isfinite(metrics["loss"]):
+                    raise NonFiniteLoss(step, metrics, checkpointer.latest_step())
+                state = new_state
+                result.step = step
+                result.losses[step] = metrics["loss"]
+                window_steps += 1
+                if bar is not None:
+                    bar.update(1)
+                if step % tcfg.log_every == 0 or step == tcfg.steps:
+                    elapsed = time.perf_counter() - window_clock
+                    metrics["windows_per_s"] = window_steps * tcfg.batch_size / max(elapsed, 1e-9)
+                    metrics_log.write(step, {**metrics, **codebook_health(state)}, split="train")
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{metrics['loss']:.3f}", wps=f"{metrics['windows_per_s']:.0f}")
+                    window_clock, window_steps = time.perf_counter(), 0
+                eval_metrics = None
+                if tcfg.eval_every and (step % tcfg.eval_every == 0 or step == tcfg.steps):
+                    eval_metrics = evaluate(state, eval_fn, config, mesh)
+                    if eval_metrics:
+                        metrics_log.write(step, eval_metrics, split="val")
+                        result.last_eval = eval_metrics
+                if on_step is not None:
+                    on_step(step, metrics)
+                preempted = checkpointer.reached_preemption(step) if multi else term.raised
+                if step % tcfg.checkpoint_every == 0 or step == tcfg.steps or preempted:
+                    checkpointer.save(state, data_iter, metrics=eval_metrics, force=preempted or step == tcfg.steps)
+                if preempted:
+                    checkpointer.wait_until_finished()
+                    raise Preempted(step)
+        finally:
+            if bar is not None:
+                bar.close()
+    return result
