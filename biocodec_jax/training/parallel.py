@@ -39,9 +39,10 @@ def initialize_distributed(
     """Join a multi-process JAX job when one is configured; a no-op for a single process.
 
     Explicit arguments win; otherwise ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
-    ``JAX_PROCESS_ID`` from the environment; otherwise, on a TPU VM pod or under SLURM,
-    ``jax.distributed.initialize()`` finds everything itself (set ``BIOCODEC_AUTO_DISTRIBUTED=1``
-    to ask for that). Call before anything touches a device.
+    ``JAX_PROCESS_ID`` from the environment; otherwise, on a multi-host TPU VM pod or in a SLURM
+    job with several tasks (detected from the environment, or forced with
+    ``BIOCODEC_AUTO_DISTRIBUTED=1``), ``jax.distributed.initialize()`` finds everything itself.
+    Call before anything touches a device.
     """
     env = os.environ
     coordinator_address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS")
@@ -54,13 +55,23 @@ def initialize_distributed(
             raise ValueError("a coordinator address needs the process count and this process's id as well")
         if num_processes > 1:
             jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
-    elif env.get("BIOCODEC_AUTO_DISTRIBUTED") == "1":
+    elif env.get("BIOCODEC_AUTO_DISTRIBUTED") == "1" or _cluster_detected(env):
         jax.distributed.initialize()  # TPU VM pods, SLURM: the cluster tells JAX who is who
     if jax.process_count() > 1:
         log.info(
             "process %d of %d: %d local of %d devices",
             jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
         )
+
+
+def _cluster_detected(env) -> bool:
+    """A multi-process job JAX can configure itself: SLURM with several tasks, or a TPU VM pod."""
+    if env.get("BIOCODEC_AUTO_DISTRIBUTED") == "0":
+        return False
+    slurm_tasks = env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS")
+    if slurm_tasks and slurm_tasks.isdigit() and int(slurm_tasks) > 1:
+        return True
+    return "," in env.get("TPU_WORKER_HOSTNAMES", "")
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
