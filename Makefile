@@ -8,7 +8,7 @@ demo: setup
 	.venv/bin/biocodec-jax demo
 
 test: setup
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q --durations=15
 
 bench: setup
 	.venv/bin/python -m experiments.benchmarks.codec_speed
