@@ -8,6 +8,7 @@ windowing, sharding) is shared and lives in :mod:`data_pipelines.prepare`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,3 +66,33 @@ def relative_id(path: Path, root: Path, suffix: str) -> str:
     """``path`` relative to ``root`` as a POSIX string without ``suffix`` (case-insensitive)."""
     rel = path.relative_to(root).as_posix()
     return rel[: -len(suffix)] if rel.lower().endswith(suffix) else rel
+
+
+class NamedEDFDataset(Dataset):
+    """A corpus whose recordings are ``.edf`` files named by a pattern that also names the subject.
+
+    Subclasses set ``pattern`` (a regex for the file name with a group ``subject``) and
+    ``expected`` (the naming rule, for the skip reason). Non-EDF files are passed over silently
+    (reports, annotations, checksums); EDF files with other names are skipped with a reason.
+    """
+
+    pattern: re.Pattern
+    expected: str
+
+    def find(self, root: Path) -> tuple[list[RecordingRef], list[Skipped]]:
+        from data_pipelines.datasets.generic import walk_files
+
+        refs, skipped = [], []
+        for path in walk_files(root):
+            if path.suffix.lower() != ".edf":
+                continue
+            rel = path.relative_to(root).as_posix()
+            match = self.pattern.match(path.name)
+            if match is None:
+                skipped.append(Skipped(rel, f"not a{'n' if self.name[0] in 'aeiou' else ''} {self.name} recording name (expected {self.expected})"))
+                continue
+            refs.append(RecordingRef(relative_id(path, root, ".edf"), self.subject_of(match), rel))
+        return sorted(refs), skipped
+
+    def subject_of(self, match: re.Match) -> str:
+        return match.group("subject")

@@ -8,26 +8,14 @@ reason; PhysioNet's ``.edf.event`` side files and checksums are passed over sile
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from data_pipelines.datasets.base import Dataset, RecordingRef, Skipped, relative_id
-from data_pipelines.datasets.generic import walk_files
-
-_NAME = re.compile(r"^(S\d{3})R\d{2}\.edf$", re.IGNORECASE)
+from data_pipelines.datasets.base import NamedEDFDataset
 
 
-class EEGMMIDataset(Dataset):
+class EEGMMIDataset(NamedEDFDataset):
     name = "eegmmidb"
+    pattern = re.compile(r"^(?P<subject>S\d{3})R\d{2}\.edf$", re.IGNORECASE)
+    expected = "SxxxRyy.edf"
 
-    def find(self, root: Path) -> tuple[list[RecordingRef], list[Skipped]]:
-        refs, skipped = [], []
-        for path in walk_files(root):
-            if path.suffix.lower() != ".edf":
-                continue
-            rel = path.relative_to(root).as_posix()
-            match = _NAME.match(path.name)
-            if match is None:
-                skipped.append(Skipped(rel, "not an EEGMMI recording name (expected SxxxRyy.edf)"))
-                continue
-            refs.append(RecordingRef(relative_id(path, root, ".edf"), match.group(1).upper(), rel))
-        return sorted(refs), skipped
+    def subject_of(self, match: re.Match) -> str:
+        return match.group("subject").upper()

@@ -18,29 +18,14 @@ with a reason.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from data_pipelines.datasets.base import Dataset, RecordingRef, Skipped, relative_id
-from data_pipelines.datasets.generic import walk_files
+from data_pipelines.datasets.base import NamedEDFDataset
 
 TEN_TWENTY = ("FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T3", "C3", "CZ", "C4", "T4", "T5", "P3", "PZ", "P4", "T6", "O1", "O2")
 
-_NAME = re.compile(r"^(?P<subject>[A-Za-z0-9]+)_s(?P<session>\d+)_t(?P<token>\d+)\.edf$", re.IGNORECASE)
 
-
-class TUEGDataset(Dataset):
+class TUEGDataset(NamedEDFDataset):
     name = "tueg"
     channels = TEN_TWENTY
-
-    def find(self, root: Path) -> tuple[list[RecordingRef], list[Skipped]]:
-        refs, skipped = [], []
-        for path in walk_files(root):
-            if path.suffix.lower() != ".edf":
-                continue
-            rel = path.relative_to(root).as_posix()
-            match = _NAME.match(path.name)
-            if match is None:
-                skipped.append(Skipped(rel, "not a TUEG recording name (expected <subject>_s<session>_t<token>.edf)"))
-                continue
-            refs.append(RecordingRef(relative_id(path, root, ".edf"), match.group("subject"), rel))
-        return sorted(refs), skipped
+    pattern = re.compile(r"^(?P<subject>[A-Za-z0-9]+)_s(?P<session>\d+)_t(?P<token>\d+)\.edf$", re.IGNORECASE)
+    expected = "<subject>_s<session>_t<token>.edf"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 import jax
@@ -21,20 +20,7 @@ import numpy as np
 
 from biocodec_jax import Codec, preset
 from biocodec_jax.training import init_state, train_step
-from experiments.benchmarks.common import RESULTS, machine_info, rate_summary, write_report
-
-
-def _timed(fn, repeats: int) -> tuple[float, list[float]]:
-    """(first-call seconds incl. compilation, steady-state seconds per call)."""
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return first, times
+from experiments.benchmarks.common import RESULTS, machine_info, rate_summary, timed, write_report
 
 
 def run(preset_name: str = "eeg", train_batch: int = 32, infer_batch: int = 256, repeats: int = 5) -> dict:
@@ -52,11 +38,11 @@ def run(preset_name: str = "eeg", train_batch: int = 32, infer_batch: int = 256,
         holder["state"], metrics = train_step(holder["state"], train_x)
         return metrics["loss"]
 
-    results = {"train_step": rate_summary(train_batch, *_timed(step, repeats))}
+    results = {"train_step": rate_summary(train_batch, *timed(step, repeats)[:2])}
     codec = Codec(config, holder["state"].params, holder["state"].codebooks)
     codes = codec.encode(infer_x)
-    results["encode"] = rate_summary(infer_batch, *_timed(lambda: codec.encode(infer_x), repeats))
-    results["decode"] = rate_summary(infer_batch, *_timed(lambda: codec.decode(codes), repeats))
+    results["encode"] = rate_summary(infer_batch, *timed(lambda: codec.encode(infer_x), repeats)[:2])
+    results["decode"] = rate_summary(infer_batch, *timed(lambda: codec.decode(codes), repeats)[:2])
     return {
         "preset": preset_name,
         "window_samples": length,

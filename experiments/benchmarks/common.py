@@ -13,6 +13,24 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
+def timed(fn, repeats: int) -> tuple[float, list[float], object]:
+    """(first-call seconds incl. compilation, steady-state seconds per call, first call's result).
+
+    Waits for JAX's asynchronous dispatch (``block_until_ready``) so each time is the whole call.
+    """
+    import jax
+
+    t0 = time.perf_counter()
+    first_out = jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return first, times, first_out
+
+
 def rate_summary(items: int, first: float, times: list[float]) -> dict:
     """Throughput of ``items`` per call over timed ``times`` (median and range); ``first`` is the
     first call, compilation / start-up included, kept apart from the rates."""

@@ -33,25 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.benchmarks.common import RESULTS, machine_info, rate_summary, write_report
+from experiments.benchmarks.common import RESULTS, machine_info, rate_summary, timed, write_report
 
 SIMULATED_DEVICES = 8
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _timed(fn, repeats: int) -> tuple[float, list[float], object]:
-    """(first-call seconds incl. compilation, steady-state seconds per call, first call's result)."""
-    import jax
-
-    t0 = time.perf_counter()
-    first_out = jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return first, times, first_out
 
 
 def measure(n_devices: int, preset_name: str, batch: int, repeats: int, seed: int = 0) -> dict:
@@ -88,7 +73,7 @@ def measure(n_devices: int, preset_name: str, batch: int, repeats: int, seed: in
         holder["state"], metrics = step(holder["state"], x)
         return metrics["loss"]
 
-    first, times, first_loss = _timed(call, repeats)
+    first, times, first_loss = timed(call, repeats)
     return {
         "devices": n_devices,
         "per_device_batch": batch // n_devices,
