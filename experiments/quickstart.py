@@ -204,7 +204,7 @@ def train(config, windows: np.ndarray, *, max_steps: int, max_seconds: float, se
             if not np.isfinite(metrics["loss"]):
                 raise FloatingPointError(f"training diverged at step {step}: loss {metrics['loss']}")
             bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", corr=f"{metrics['corr']:.3f}")
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", corr=f"{metrics['corr']:.3f}", refresh=interactive)
             now = time.perf_counter()
             if t_after_first is None:
                 t_after_first = now
