@@ -74,7 +74,10 @@ def _split_entries(shard_dir: Path, manifest: dict[str, Any], split: str) -> lis
 def shard_files(shard_dir: str | Path, split: str) -> list[Path]:
     """The shard files of ``split``, in manifest order (the order that defines window indices)."""
     shard_dir = Path(shard_dir)
-    entries = _split_entries(shard_dir, read_manifest(shard_dir), split)
+    return _existing_files(shard_dir, _split_entries(shard_dir, read_manifest(shard_dir), split), split)
+
+
+def _existing_files(shard_dir: Path, entries: list[dict[str, Any]], split: str) -> list[Path]:
     files = [shard_dir / e["path"] for e in entries]
     missing = [str(f.relative_to(shard_dir)) for f in files if not f.is_file()]
     if missing:
@@ -106,9 +109,9 @@ def _source(shard_dir: str | Path, split: str) -> tuple[grain.MapDataset, int]:
     """The split's windows as a ``MapDataset`` of records, and the window length ``T``."""
     shard_dir = Path(shard_dir)
     manifest = read_manifest(shard_dir)
-    files = shard_files(shard_dir, split)
-    source = grain.sources.ArrayRecordDataSource([str(f) for f in files])
-    expected = split_size(shard_dir, split)
+    entries = _split_entries(shard_dir, manifest, split)
+    source = grain.sources.ArrayRecordDataSource([str(f) for f in _existing_files(shard_dir, entries, split)])
+    expected = sum(int(e["windows"]) for e in entries)
     if len(source) != expected:
         raise ValueError(
             f"{shard_dir}: split {split!r} shards hold {len(source)} records but {MANIFEST} lists {expected} windows"

@@ -127,21 +127,13 @@ def abstract_train_state(
 
 
 def _abstract_state_from_config(config: Config) -> TrainState:
-    from biocodec_jax import model as model_lib
-    from biocodec_jax.training.optimizer import make_optimizer
+    """The state ``init_state`` would build for ``config`` (shapes, dtypes, structure), traced only."""
+    from biocodec_jax.training.state import init_state
 
-    graphdef, params = model_lib.abstract_model(config.codec)
-    tx = make_optimizer(config.optim)
-    return TrainState(
-        step=jax.ShapeDtypeStruct((), jnp.int32),
-        params=params,
-        codebooks=jax.eval_shape(lambda: model_lib.init_codebooks(config.codec)),
-        opt_state=jax.eval_shape(tx.init, params),
-        rng=jax.eval_shape(lambda: jax.random.PRNGKey(0)),
-        graphdef=graphdef,
-        tx=tx,
-        config=config,
+    batch = jax.ShapeDtypeStruct(
+        (config.train.batch_size, 1, config.train.window_samples(config.codec.sample_rate)), jnp.float32
     )
+    return jax.eval_shape(lambda rng, x: init_state(config, rng, x), jax.random.PRNGKey(0), batch)
 
 
 def checkpoints_dir(directory: str | Path) -> Path:

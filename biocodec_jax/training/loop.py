@@ -35,15 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from biocodec_jax.config import Config, save_config
 from biocodec_jax.quantization.codebook import dead_code_count, perplexity
 from biocodec_jax.training import parallel
-from biocodec_jax.training.checkpointing import CHECKPOINTS_DIR, Checkpointer
+from biocodec_jax.training.checkpointing import CHECKPOINTS_DIR, Checkpointer, abstract_train_state
 from biocodec_jax.training.logging import MetricsLogger
-from biocodec_jax.training.state import TrainState, init_state
+from biocodec_jax.training.state import TrainState
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +115,6 @@ def codebook_health(state: TrainState) -> dict[str, float]:
     return out
 
 
-def _abstract_state(config: Config, batch_shape: tuple[int, ...], mesh) -> TrainState:
-    """The state's shapes, dtypes and (replicated) shardings, without computing anything."""
-    batch = jax.ShapeDtypeStruct(batch_shape, jnp.float32)
-    abstract = jax.eval_shape(lambda r, b: init_state(config, r, b), jax.random.PRNGKey(0), batch)
-    shardings = parallel.state_shardings(abstract, mesh)
-    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-
-
 def evaluate(state: TrainState, eval_fn, config: Config, mesh) -> dict[str, float]:
     """Mean validation metrics over ``eval_batches`` global batches of the ``val`` split."""
     from data_pipelines.loader import make_train_iterator, split_size
@@ -191,7 +182,7 @@ def pretrain(
     checkpointer = Checkpointer(workdir / CHECKPOINTS_DIR, keep=tcfg.keep_checkpoints, async_save=tcfg.async_checkpointing)
     metrics_log = MetricsLogger(workdir, enabled=lead)
     try:
-        state = checkpointer.restore(_abstract_state(config, (tcfg.batch_size, 1, window), mesh), data_iter)
+        state = checkpointer.restore(abstract_train_state(config, parallel.replicated(mesh)), data_iter)
         pending_first = None
         if state is None:
             pending_first = parallel.global_batch(next(data_iter), mesh)
@@ -212,8 +203,8 @@ def pretrain(
 
 def _run(config, state, data_iter, pending_first, mesh, checkpointer, metrics_log, on_step, progress) -> RunResult:
     tcfg = config.train
-    train_fn = parallel.parallel_train_step(mesh, state)
-    eval_fn = parallel.parallel_eval_step(mesh, state)
+    train_fn = parallel.parallel_train_step(mesh)
+    eval_fn = parallel.parallel_eval_step(mesh)
     start = int(state.step)
     result = RunResult(step=start, start_step=start)
     bar = None

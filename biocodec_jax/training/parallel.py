@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import numpy as np
@@ -89,12 +88,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def state_shardings(state: Any, mesh: Mesh) -> Any:
-    """The state's sharding pytree: everything replicated (data parallelism)."""
-    rep = replicated(mesh)
-    return jax.tree.map(lambda _: rep, state)
-
-
 def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
     n = mesh.devices.size
     if global_batch_size % n:
@@ -112,30 +105,29 @@ def global_batch(local: np.ndarray, mesh: Mesh) -> jax.Array:
 def init_sharded_state(config, rng: jax.Array, first_batch: jax.Array, mesh: Mesh) -> TrainState:
     """:func:`init_state` with the state replicated over ``mesh`` and k-means run on the global
     ``first_batch`` (already a global array from :func:`global_batch`)."""
-    abstract = jax.eval_shape(lambda r, b: init_state(config, r, b), rng, first_batch)
-    shardings = state_shardings(abstract, mesh)
-    init = jax.jit(lambda r, b: init_state(config, r, b), out_shardings=shardings)
+    # One sharding is a prefix for the whole state pytree: every array replicated.
+    init = jax.jit(lambda r, b: init_state(config, r, b), out_shardings=replicated(mesh))
     return init(rng, first_batch)
 
 
-def parallel_train_step(mesh: Mesh, state: TrainState):
+def parallel_train_step(mesh: Mesh):
     """``train_step`` compiled for ``mesh``: state replicated, batch sharded, metrics replicated.
 
     The state is donated (its buffers are reused for the new state).
     """
-    shardings = state_shardings(state, mesh)
+    rep = replicated(mesh)
     return jax.jit(
         train_step,
-        in_shardings=(shardings, data_sharding(mesh)),
-        out_shardings=(shardings, replicated(mesh)),
+        in_shardings=(rep, data_sharding(mesh)),
+        out_shardings=(rep, rep),
         donate_argnums=(0,),
     )
 
 
-def parallel_eval_step(mesh: Mesh, state: TrainState):
+def parallel_eval_step(mesh: Mesh):
     """``eval_step`` compiled for ``mesh`` (batch sharded, metrics replicated)."""
     return jax.jit(
         eval_step,
-        in_shardings=(state_shardings(state, mesh), data_sharding(mesh)),
+        in_shardings=(replicated(mesh), data_sharding(mesh)),
         out_shardings=replicated(mesh),
     )

@@ -66,7 +66,7 @@ def measure(n_devices: int, preset_name: str, batch: int, repeats: int, seed: in
     t0 = time.perf_counter()
     state = jax.block_until_ready(init_sharded_state(config, jax.random.PRNGKey(seed), x, mesh))
     init_s = time.perf_counter() - t0
-    step = parallel_train_step(mesh, state)
+    step = parallel_train_step(mesh)
     holder = {"state": state}
 
     def call():
