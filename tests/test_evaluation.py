@@ -1,0 +1,204 @@
+"""The shared evaluation library: splits (no leakage), metrics, cached codes, the runner and its report."""
+
+import json
+
+import numpy as np
+import pytest
+
+from biocodec_jax.evaluation import metrics
+from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+from biocodec_jax.evaluation.splits import (
+    LeakageError,
+    Split,
+    check_disjoint,
+    fixed_split,
+    holdout_folds,
+    label_fraction,
+    split_indices,
+    subject_folds,
+)
+
+
+def toy_data(n_subjects=6, per_subject=8, channels=2, samples=64, n_classes=2, rate=250.0, seed=0, segments=False):
+    """Windows whose class is a sinusoid frequency (learnable), ``per_subject`` per subject, classes alternating."""
+    rng = np.random.default_rng(seed)
+    xs, ys, subjects, recordings = [], [], [], []
+    t = np.arange(samples) / rate
+    for s in range(n_subjects):
+        for i in range(per_subject):
+            y = i % n_classes
+            x = np.sin(2 * np.pi * (4 + 8 * y) * t + rng.uniform(0, 6.28))[None].repeat(channels, 0)
+            xs.append(x + 0.3 * rng.standard_normal((channels, samples)))
+            ys.append(y)
+            subjects.append(f"S{s:02d}")
+            recordings.append(f"S{s:02d}_r{i // 2}")
+    return LabelledWindows.build(
+        "toy", xs, ys, subjects, recordings, [f"c{k}" for k in range(n_classes)], [f"ch{c}" for c in range(channels)],
+        rate, {"note": "synthetic"}, segments=[0] * len(ys) if segments else None,
+    )
+
+
+# --- splits ----------------------------------------------------------------------------------
+
+
+def test_subject_folds_cover_every_subject_once_as_test_and_never_leak():
+    data = toy_data(n_subjects=7)
+    folds = subject_folds(data.subjects, 5, seed=3)
+    assert len(folds) == 5
+    tested = [s for f in folds for s in f.test]
+    assert sorted(tested) == sorted(set(data.subjects))  # each subject tested exactly once
+    for f in folds:
+        tr, va, te = split_indices(data, f)
+        assert len(tr) + len(va) + len(te) == len(data.y)
+        for a, b in ((tr, va), (tr, te), (va, te)):
+            assert not set(data.subjects[a]) & set(data.subjects[b])
+
+
+def test_a_split_with_a_shared_subject_is_refused():
+    with pytest.raises(LeakageError, match="S01.*train and test"):
+        Split("bad", ("S00", "S01"), ("S02",), ("S01",))
+    data = toy_data(n_subjects=3)
+    tr, va, te = split_indices(data, fixed_split(["S00"], ["S01"], ["S02"]))
+    with pytest.raises(LeakageError, match="S00"):
+        check_disjoint(data, tr, va, np.concatenate([te, tr[:1]]))
+
+
+def test_folds_need_three_subjects_and_splits_need_known_subjects():
+    with pytest.raises(DatasetError, match="at least 3 subjects"):
+        subject_folds(["a", "b", "a"], 5)
+    data = toy_data(n_subjects=3)
+    with pytest.raises(DatasetError, match="none of the test subjects"):
+        split_indices(data, fixed_split(["S00"], ["S01"], ["S99"]))
+
+
+def test_holdout_folds_keep_the_official_test_set():
+    folds = holdout_folds(["a", "b", "c", "d"], ["x", "y"], 4)
+    assert [f.test for f in folds] == [("x", "y")] * 4
+    assert sorted(s for f in folds for s in f.val) == ["a", "b", "c", "d"]
+
+
+def test_label_fraction_is_stratified_and_keeps_every_class():
+    y = np.array([0] * 90 + [1] * 10)
+    idx = np.arange(100)
+    small = label_fraction(y, idx, 0.01, seed=0)
+    assert sorted(y[small].tolist()) == [0, 1]  # round(0.9) -> 1 of class 0, max(1, 0) -> 1 of class 1
+    tenth = label_fraction(y, idx, 0.1, seed=0)
+    assert np.bincount(y[tenth]).tolist() == [9, 1]
+    assert np.array_equal(label_fraction(y, idx, 1.0, seed=0), idx)
+    assert not np.array_equal(label_fraction(y, idx, 0.5, seed=0), label_fraction(y, idx, 0.5, seed=1))
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def test_binary_and_multiclass_metrics_match_direct_computation():
+    from sklearn.metrics import average_precision_score, balanced_accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
+
+    y = np.array([0, 0, 1, 1, 1])
+    p1 = np.array([0.1, 0.6, 0.4, 0.8, 0.9])
+    m = metrics.classification_metrics(y, np.stack([1 - p1, p1], 1), 2)
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p1 > 0.5)) == pytest.approx(7 / 12)
+    assert m["auroc"] == pytest.approx(roc_auc_score(y, p1))
+    assert m["auc_pr"] == pytest.approx(average_precision_score(y, p1))
+    y3 = np.array([0, 1, 2, 2, 1, 0])
+    p = np.eye(3)[[0, 1, 1, 2, 1, 2]]
+    m3 = metrics.classification_metrics(y3, p, 3)
+    pred = p.argmax(1)
+    assert m3 == pytest.approx({"balanced_accuracy": balanced_accuracy_score(y3, pred),
+                                "cohen_kappa": cohen_kappa_score(y3, pred),
+                                "weighted_f1": f1_score(y3, pred, average="weighted")})
+
+
+def test_a_class_missing_from_the_scored_labels_is_an_error_not_a_number():
+    with pytest.raises(DatasetError, match=r"class\(es\) \[1\] absent"):
+        metrics.classification_metrics(np.array([0, 0]), np.array([[0.9, 0.1], [0.2, 0.8]]), 2)
+
+
+def test_aggregation_averages_probabilities_per_unit_and_refuses_mixed_labels():
+    proba = np.array([[0.9, 0.1], [0.3, 0.7], [0.2, 0.8]])
+    p, y = metrics.aggregate(proba, np.array([0, 0, 1]), np.array([5, 5, 7]))
+    assert np.allclose(p, [[0.6, 0.4], [0.2, 0.8]]) and y.tolist() == [0, 1]
+    with pytest.raises(DatasetError, match="different labels"):
+        metrics.aggregate(proba, np.array([0, 1, 1]), np.array([5, 5, 7]))
+
+
+def test_dataset_validation_names_the_problem():
+    data = toy_data(n_subjects=3)
+    with pytest.raises(DatasetError, match="labels must be in 0..1"):
+        LabelledWindows.build("bad", data.x, data.y + 1, data.subjects, data.recordings, data.class_names,
+                              data.channel_names, 250)
+    x = data.x.copy()
+    x[3, 0, 5] = np.nan
+    with pytest.raises(DatasetError, match="non-finite values in windows of S00_r1"):
+        LabelledWindows.build("bad", x, data.y, data.subjects, data.recordings, data.class_names, data.channel_names, 250)
+    assert toy_data(segments=True).score_groups().max() == len(set(data.recordings)) * 2 - 1
+
+
+# --- codes, probe, token classifier through the runner --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_codec():
+    from biocodec_jax import Codec
+
+    data = toy_data(n_subjects=6, samples=64)
+    return Codec.from_preset("tiny", seed=0, init_batch=data.x[:16])
+
+
+def test_cached_codes_equal_a_direct_encode_and_are_keyed_by_codec(tiny_codec, tmp_path):
+    from biocodec_jax import Codec
+    from biocodec_jax.evaluation.features import codec_features
+
+    data = toy_data(n_subjects=3, samples=64)
+    first = codec_features(tiny_codec, data, tmp_path)
+    again = codec_features(tiny_codec, data, tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    direct = np.asarray(tiny_codec.encode(data.x))  # [N, C, K, T']
+    assert np.array_equal(first.codes, np.moveaxis(direct, 2, 3))
+    assert np.array_equal(again.codes, first.codes) and np.array_equal(again.pooled, first.pooled)
+    emb = np.asarray(tiny_codec.embed(data.x)).mean(-1)
+    assert np.allclose(first.pooled, emb, atol=1e-5)
+    other = Codec.from_preset("tiny", seed=1, init_batch=data.x[:16])
+    codec_features(other, data, tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    with pytest.raises(ValueError, match="at 500 Hz but the codec codes 250 Hz"):
+        codec_features(tiny_codec, LabelledWindows.build("r", data.x, data.y, data.subjects, data.recordings,
+                                                         data.class_names, data.channel_names, 500))
+
+
+def test_runner_scores_every_method_split_and_seed_and_writes_the_report(tiny_codec, tmp_path):
+    from biocodec_jax.evaluation.runner import EvalConfig, run_evaluation
+    from biocodec_jax.evaluation.token_classifier import TokenClassifierConfig
+
+    data = toy_data(n_subjects=6, samples=64, per_subject=12)
+    splits = subject_folds(data.subjects, 3, seed=0)
+    config = EvalConfig(methods=("linear_probe", "token_classifier"), protocol="low-resource", seeds=2,
+                        classifier=TokenClassifierConfig(epochs=2, batch_size=16))
+    out = run_evaluation(data, splits, tiny_codec, config, tmp_path / "report", tmp_path / "cache", progress=False,
+                         info={"variant": "toy"})
+    assert set(out["results"]) == {"1%", "10%", "100%"}
+    for fraction in out["results"].values():
+        for method in ("linear_probe", "token_classifier"):
+            res = fraction[method]
+            assert len(res["runs"]) == 2 * 3  # seeds x splits
+            assert set(res["summary"]) == {"balanced_accuracy", "auroc", "auc_pr"}
+            assert np.sum(res["confusion"]) == 2 * len(data.y)  # every window scored once per seed
+    runs = out["results"]["100%"]["linear_probe"]["runs"]
+    by_seed = [np.mean([r["metrics"]["auroc"] for r in runs if r["seed"] == s]) for s in (0, 1)]
+    assert out["results"]["100%"]["linear_probe"]["summary"]["auroc"]["mean"] == pytest.approx(np.mean(by_seed))
+    assert out["results"]["1%"]["linear_probe"]["runs"][0]["train_windows"] == 2  # one window per class
+    written = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert written["results"]["100%"]["token_classifier"]["summary"] == out["results"]["100%"]["token_classifier"]["summary"]
+    table = (tmp_path / "report" / "results.md").read_text()
+    assert "BioCodec token classifier" in table and "| 10% |" in table
+    assert (tmp_path / "report" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_runner_refuses_a_split_whose_test_subjects_lack_a_class(tiny_codec):
+    from biocodec_jax.evaluation.runner import EvalConfig, run_evaluation
+
+    data = toy_data(n_subjects=3, samples=64)
+    keep = ~((data.subjects == "S02") & (data.y == 1))
+    with pytest.raises(DatasetError, match="class\\(es\\) c1 absent from the test subjects"):
+        run_evaluation(data.subset(keep), [fixed_split(["S00"], ["S01"], ["S02"])], tiny_codec,
+                       EvalConfig(methods=("linear_probe",), seeds=1), progress=False)
