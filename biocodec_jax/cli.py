@@ -3,6 +3,7 @@
     biocodec-jax demo [--minutes M] [--steps N] [--output DIR] ...   (see biocodec-jax demo --help)
     biocodec-jax prepare --input DIR --output DIR [--preset eeg|emg] [--dataset NAME] [--workers N] ...
     biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --workdir DIR [--data DIR] ...
+    biocodec-jax evaluate TASK --data DIR --codec CKPT_OR_WORKDIR [--protocol full|low-resource] [--seeds N] ...
 
 The experiments (and MNE, matplotlib, ...) are imported inside the command that needs them.
 """
@@ -98,6 +99,24 @@ def _pretrain(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace, rest: list[str]) -> int:
+    """One downstream task program (experiments/tasks/TASK.py): its own options are parsed there."""
+    from experiments.tasks import TASKS, get_task
+
+    if args.task is None or args.task in ("-h", "--help"):
+        print("usage: biocodec-jax evaluate TASK --data DIR --codec CKPT_OR_WORKDIR [options]\n"
+              f"tasks: {', '.join(TASKS)}\nsee `biocodec-jax evaluate TASK --help` for a task's options")
+        return 0 if args.task else 2
+    try:
+        task = get_task(args.task)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from experiments.tasks import common
+
+    return common.main(task, rest, prog=f"biocodec-jax evaluate {task.NAME}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from biocodec_jax import __version__
 
@@ -150,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--process-id", type=int, default=None, help="this process's index (or JAX_PROCESS_ID)")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.set_defaults(func=_pretrain)
+
+    # Each task program parses its own options (experiments/tasks/common.py); they are forwarded.
+    ev = sub.add_parser(
+        "evaluate", add_help=False,
+        help="run a downstream task (linear probe, token classifier, PyTorch baselines) with a frozen codec",
+    )
+    ev.add_argument("task", nargs="?", help="tuab, tuev, sleep_edf, bciiv2a, eegmmi, kaggle_ern, bonn, emg_gestures")
+    ev.set_defaults(func=_evaluate, forward=True)
     return parser
 
 

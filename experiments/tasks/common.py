@@ -1,0 +1,147 @@
+"""What every task program shares: the command line, loading the codec, running and reporting.
+
+    python -m experiments.tasks.<task> --data DIR --codec CKPT_OR_WORKDIR [--variant V]
+        [--protocol full|low-resource] [--seeds N] [--methods linear_probe,token_classifier,eegnet,shallow]
+        [--output DIR] [--config eval.yaml] [--set classifier.epochs=5 ...]
+
+The run writes ``config.yaml`` (the resolved evaluation config and the command's arguments),
+``results.json``, ``results.md`` and ``confusion_matrix.png`` into ``--output``
+(default ``runs/eval/<task>[-<variant>]``); codes are cached in ``--cache``
+(default ``runs/eval/code_cache``), keyed by codec and preprocessing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+log = logging.getLogger("evaluate")
+
+EXAMPLES = """examples:
+  biocodec-jax evaluate eegmmi --data ../shared/data/eegmmidb --codec runs/demo/codec
+  biocodec-jax evaluate bonn --data ../shared/data/bonn_epilepsy --codec runs/demo/codec --protocol low-resource
+  biocodec-jax evaluate emg_gestures --variant myo --data ../shared/data/myo_emg --codec runs/emg/workdir
+  biocodec-jax evaluate tuab --data /data/tuh_eeg_abnormal/v3.0.1 --codec original.pt --seeds 5
+"""
+
+
+def build_parser(task: ModuleType, prog: str | None = None) -> argparse.ArgumentParser:
+    variants = tuple(task.VARIANTS)
+    parser = argparse.ArgumentParser(
+        prog=prog or f"python -m experiments.tasks.{task.NAME}",
+        description=(task.__doc__ or "").strip().split("\n\n")[0],
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", required=True, help="the dataset as its publisher distributes it")
+    parser.add_argument("--codec", help="our codec dir, a training workdir, or the original's .pt/.npz; "
+                        "not needed with --methods eegnet,shallow")
+    parser.add_argument("--variant", choices=variants, default=variants[0], help=f"sub-protocol (default {variants[0]})")
+    parser.add_argument("--protocol", choices=("full", "low-resource"), help="label fractions: 100%% or 1/10/100%%")
+    parser.add_argument("--seeds", type=int, help="seeds per split (default 3)")
+    parser.add_argument("--methods", help="comma-separated: linear_probe,token_classifier,eegnet,shallow")
+    parser.add_argument("--max-splits", type=int, help="only the first N splits (a quick look, not the protocol)")
+    parser.add_argument("--config", help="an evaluation config YAML (fields of EvalConfig)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. classifier.epochs=5 (repeatable)")
+    parser.add_argument("--output", help="where to write the report (default runs/eval/<task>[-<variant>])")
+    parser.add_argument("--cache", help="code cache directory (default runs/eval/code_cache)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the subject folds (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def load_codec(path: str):
+    """Our codec directory / training workdir (``Codec.load``) or the original's checkpoint (``.pt``/``.npz``)."""
+    from biocodec_jax import Codec
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{path}: no such codec; give a codec directory, a training workdir or a .pt/.npz file")
+    if p.is_file():
+        return Codec.from_torch_checkpoint(p)
+    return Codec.load(p)
+
+
+def eval_config(args: argparse.Namespace):
+    """The resolved :class:`EvalConfig`: file, then flags, then ``--set`` overrides."""
+    import yaml
+
+    from biocodec_jax.config import apply_overrides, dataclass_from_dict
+    from biocodec_jax.evaluation.runner import EvalConfig
+
+    data = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    config = dataclass_from_dict(EvalConfig, data or {})
+    overrides = []
+    if args.protocol:
+        overrides.append(f"protocol={args.protocol}")
+    if args.seeds is not None:
+        overrides.append(f"seeds={args.seeds}")
+    if args.methods:
+        overrides.append(f"methods=[{args.methods}]")
+    if args.max_splits is not None:
+        overrides.append(f"max_splits={args.max_splits}")
+    return apply_overrides(config, overrides + list(args.set))
+
+
+def main(task: ModuleType, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run ``task`` from the command line; exit 0 on success, 2 on a bad dataset or argument."""
+    from biocodec_jax.config import save_config, to_dict
+    from biocodec_jax.evaluation.dataset import DatasetError
+    from biocodec_jax.evaluation.runner import CODEC_METHODS, run_evaluation
+    from data_pipelines.errors import RecordingError
+
+    args = build_parser(task, prog).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {task.NAME}: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax reports every checkpoint read at INFO
+    try:
+        config = eval_config(args)
+    except (ValueError, TypeError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    name = task.NAME if args.variant == task.VARIANTS[0] and len(task.VARIANTS) == 1 else f"{task.NAME}-{args.variant}"
+    output = Path(args.output or Path("runs/eval") / name)
+    cache = Path(args.cache) if args.cache else Path("runs/eval/code_cache")
+
+    codec = None
+    needs_codec = any(m in CODEC_METHODS for m in config.methods)
+    if needs_codec and not args.codec:
+        print("error: --codec is required for the linear probe and the token classifier", file=sys.stderr)
+        return 2
+    if args.codec:
+        try:
+            codec = load_codec(args.codec)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        preset = codec.config.preset
+        if preset in ("eeg", "emg") and preset != task.MODALITY:
+            print(f"error: {task.NAME} is an {task.MODALITY.upper()} task but {args.codec} is an {preset.upper()} codec",
+                  file=sys.stderr)
+            return 2
+    sample_rate = codec.sample_rate if codec is not None else {"eeg": 250, "emg": 1000}[task.MODALITY]
+
+    started = time.time()
+    try:
+        data = task.load(args.data, sample_rate, args.variant)
+        log.info("%s (read in %.0f s)", data.summary(), time.time() - started)
+        splits = task.make_splits(data, args.variant, args.split_seed)
+        output.mkdir(parents=True, exist_ok=True)
+        save_config(config, output / "config.yaml")
+        with open(output / "config.yaml", "a") as f:
+            f.write(f"# command: {' '.join(sys.argv)}\n# task: {task.NAME}, variant: {args.variant}, data: {args.data}, "
+                    f"codec: {args.codec}, split_seed: {args.split_seed}\n")
+        info = {"variant": args.variant, "data_dir": str(args.data), "codec": args.codec, "split_seed": args.split_seed,
+                "codec_preset": None if codec is None else codec.config.preset}
+        run_evaluation(data, splits, codec, config, output, cache, progress=not args.no_progress, info=info)
+    except (DatasetError, RecordingError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print((output / "results.md").read_text())
+    print(f"wrote {output}/results.json, results.md, confusion_matrix.png in {time.time() - started:.0f} s "
+          f"(eval config: {output}/config.yaml; {to_dict(config)['protocol']} protocol)")
+    return 0
