@@ -1,0 +1,249 @@
+"""TUH EEG Events Corpus (TUEV): six classes of 1-s EEG events, one 5-s window per annotated event.
+
+Dataset: the TUH EEG Events Corpus v2.0.x (Harati et al., "Improved EEG event classification using
+differential energy", IEEE SPMB 2015), from https://isip.piconepress.com/projects/nedc/html/tuh_eeg/
+(free, after registration; rsync from ``nedc-tuh-eeg@www.isip.piconepress.com:data/tuh_eeg/tuh_eeg_events/v2.0.1/``).
+Expected layout (``--data`` is the release folder holding ``edf/``, or ``edf/`` itself)::
+
+    edf/train/aaaaaaar/aaaaaaar_00000001.edf   + aaaaaaar_00000001.rec   (359 files, v2.0.1)
+    edf/eval/000/bckg_000_a_.edf               + bckg_000_a_.rec         (159 files)
+    edf/eval/032/spsw_032_a_1.edf ...
+
+(other files beside them -- ``.lab``, ``.htk`` -- are not read). The subject is the folder the
+file is in (``aaaaaaar`` in train; the numbered eval folders), the publisher's partition the
+``train``/``eval`` folder. Each ``.edf`` has a ``.rec`` file of the same name: CSV rows
+``channel,start_s,stop_s,label`` (e.g. ``13,90.4,91.4,6``), one per channel an event was marked
+on; ``channel`` indexes the 22-channel TCP bipolar montage (:data:`TCP_MONTAGE`, 0 FP1-F7 ...
+21 P4-O2), ``label`` is 1 spsw (spike and sharp wave), 2 gped (generalized periodic
+epileptiform discharge), 3 pled (periodic lateralized epileptiform discharge), 4 eyem (eye
+movement), 5 artf (artifact), 6 bckg (background). Signals are referential (``EEG FP1-REF``, or
+``-LE``), mostly at 250 Hz.
+
+Protocol (the original's: 16 bipolar channels, Butterworth order 5 0.5-40 Hz zero-phase,
+per-channel z-score, 5-s windows; how channels and events become windows follows BIOT's TUEV
+script, which LaBraM and CBraMod reuse):
+
+- channels: 16 of the TCP bipolar montage, the chains without the ear/central row
+  (:data:`CHANNEL_NAMES`: FP1-F7 F7-T3 T3-T5 T5-O1 FP2-F8 F8-T4 T4-T6 T6-O2 FP1-F3 F3-C3 C3-P3
+  P3-O1 FP2-F4 F4-C4 C4-P4 P4-O2, i.e. montage channels 0-7 and 14-21), formed from the
+  referential signals; TUH names (T3/T4/T5/T6 = T7/T8/P7/P8);
+- Butterworth band-pass of order 5, 0.5-40 Hz, zero-phase (forward-backward, ``sosfiltfilt``),
+  on the whole recording at its own rate, then resampling to the codec's rate (``sample_rate``);
+- per-channel z-score over the whole recording (mean and SD of each bipolar channel after
+  filtering; the original says "per-channel z-score" without saying over what -- the recording
+  keeps the amplitude differences between events, which tell artifacts from background; a flat
+  channel becomes 0 with a warning);
+- one 5-s window per ``.rec`` row, centred on the event: for the corpus's 1-s events, 2 s before
+  its start to 2 s after its end, as BIOT's ``BuildEvents``. An event marked on k channels gives k
+  windows with the same signal (and label), as in BIOT/LaBraM/CBraMod, whose published numbers
+  count them so. Near the ends of a recording the window wraps around circularly, as BIOT's
+  (which tiles the recording three times), so no event is lost;
+- 6 classes in label order (:data:`CLASS_NAMES`).
+
+Splits: the official ``eval`` partition is the test set of every split; the training subjects
+are cut into 5 groups (:data:`N_FOLDS`), each in turn the validation set
+(:func:`~biocodec_jax.evaluation.splits.holdout_folds`).
+
+Errors: no recordings under ``--data`` (the message shows the layout), an ``.edf`` without its
+``.rec`` (names the missing file; checked for every recording before any is read), a malformed
+``.rec`` row or one outside the recording (names the file and line), a recording lacking an
+electrode of the montage (names the file and electrode), a class with no event.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+NAME = "tuev"
+MODALITY = "eeg"
+VARIANTS = ("events",)
+
+# The TCP bipolar montage of the .rec channel indices (TUEV's documentation, "montage = 0, FP1-F7: EEG FP1-REF -- EEG F7-REF").
+TCP_MONTAGE = (("FP1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"), ("FP2", "F8"), ("F8", "T4"), ("T4", "T6"),
+               ("T6", "O2"), ("A1", "T3"), ("T3", "C3"), ("C3", "CZ"), ("CZ", "C4"), ("C4", "T4"), ("T4", "A2"),
+               ("FP1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"), ("FP2", "F4"), ("F4", "C4"), ("C4", "P4"),
+               ("P4", "O2"))
+MONTAGE_INDICES = (0, 1, 2, 3, 4, 5, 6, 7, 14, 15, 16, 17, 18, 19, 20, 21)  # BIOT's 16
+CHANNEL_PAIRS = tuple(TCP_MONTAGE[i] for i in MONTAGE_INDICES)
+CHANNEL_NAMES = tuple(f"{a}-{b}" for a, b in CHANNEL_PAIRS)
+ELECTRODES = tuple(dict.fromkeys(e for pair in CHANNEL_PAIRS for e in pair))
+CLASS_NAMES = ("spsw", "gped", "pled", "eyem", "artf", "bckg")  # .rec labels 1..6
+PARTITIONS = ("train", "eval")
+BUTTERWORTH_ORDER = 5
+BAND_HZ = (0.5, 40.0)
+WINDOW_SECONDS = 5.0
+N_FOLDS = 5
+
+LAYOUT = ("TUEV's layout: <data>/edf/train/<subject>/<subject>_<n>.edf and <data>/edf/eval/<nnn>/<label>_<nnn>_a_<run>.edf, "
+          "each with its .rec file (channel,start_s,stop_s,label) beside it")
+
+log = logging.getLogger(__name__)
+
+
+def find_recordings(data_dir) -> list[tuple[Path, Path, str, str]]:
+    """``(edf, rec, partition, subject)`` of every TUEV recording under ``data_dir``, sorted.
+
+    Raises :class:`RecordingError` naming the first ``.rec`` file that is missing.
+    """
+    from biocodec_jax.evaluation.dataset import DatasetError
+    from data_pipelines.errors import RecordingError
+    from experiments.tasks.tuab import edf_root
+
+    root = edf_root(data_dir, NAME, LAYOUT)
+    found = []
+    for partition in PARTITIONS:
+        for path in sorted((root / partition).rglob("*.edf")):
+            rec = path.with_suffix(".rec")
+            if not rec.is_file():
+                raise RecordingError(rec, f"missing: the event labels of {path.name} (every TUEV .edf has a .rec beside it)")
+            found.append((path, rec, partition, path.parent.name))
+    if not found:
+        raise DatasetError(f"{NAME}: no recordings under {root}; expected {LAYOUT}")
+    return found
+
+
+def read_rec(path: Path, duration_s: float) -> list[tuple[float, float, int]]:
+    """``(start_s, stop_s, class index)`` of each row of a ``.rec`` file, in file order.
+
+    Raises :class:`RecordingError` naming the file and line for a malformed row, an unknown label
+    or channel, or an event outside the recording's ``duration_s``.
+    """
+    from data_pipelines.errors import RecordingError
+
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split(",")
+        try:
+            if len(parts) != 4:
+                raise ValueError
+            channel, start, stop, label = int(float(parts[0])), float(parts[1]), float(parts[2]), int(float(parts[3]))
+        except ValueError:
+            raise RecordingError(path, f"line {number}: expected 'channel,start_s,stop_s,label'; got {line!r}") from None
+        if not 1 <= label <= len(CLASS_NAMES):
+            raise RecordingError(path, f"line {number}: label {label} is not one of 1-6 ({', '.join(CLASS_NAMES)})")
+        if not 0 <= channel < len(TCP_MONTAGE):
+            raise RecordingError(path, f"line {number}: channel {channel} is not a TCP montage index 0-{len(TCP_MONTAGE) - 1}")
+        if not 0 <= start < stop <= duration_s + 1e-6:
+            raise RecordingError(path, f"line {number}: event {start}-{stop} s is not inside the {duration_s:g}-s recording")
+        rows.append((start, stop, label - 1))
+    if not rows:
+        raise RecordingError(path, "holds no events")
+    return rows
+
+
+def read_raw(path: Path):
+    # A module-level name, so tests can hand the loader a damaged recording.
+    from data_pipelines.readers import read_raw as _read_raw
+
+    return _read_raw(path)
+
+
+def bipolar_montage(path: Path) -> tuple[np.ndarray, float]:
+    """The 16 bipolar channels (:data:`CHANNEL_NAMES`) of a recording at its own rate, and that rate.
+
+    Raises :class:`ChannelError` naming the file and the first electrode it lacks.
+    """
+    from data_pipelines.channels import pick_channels
+    from data_pipelines.errors import ChannelError
+
+    raw = read_raw(path)
+    pick_channels(raw, "eeg", only=ELECTRODES)
+    missing = [e for e in ELECTRODES if e not in raw.ch_names]
+    if missing:
+        raise ChannelError(path, missing[0], f"missing; the 16-channel TCP montage needs {', '.join(ELECTRODES)} "
+                           f"(absent: {', '.join(missing)})")
+    data = raw.get_data(picks=list(ELECTRODES))
+    index = {e: i for i, e in enumerate(ELECTRODES)}
+    return data[[index[a] for a, _ in CHANNEL_PAIRS]] - data[[index[b] for _, b in CHANNEL_PAIRS]], float(raw.info["sfreq"])
+
+
+def preprocess(x: np.ndarray, rate: float, sample_rate: float, path: Path) -> np.ndarray:
+    """Butterworth band-pass (zero-phase), resampling to ``sample_rate``, per-channel z-score over the recording."""
+    from scipy.signal import butter, sosfiltfilt
+
+    from data_pipelines.preprocess import check_finite, filter_and_resample
+    from data_pipelines.readers import raw_from_array
+
+    check_finite(x, CHANNEL_NAMES, path)
+    # Flatness is judged before filtering: filtering turns a flat line into rounding noise that
+    # the z-score would blow up to unit variance.
+    flat = np.flatnonzero(np.ptp(x, axis=1) == 0)
+    for c in flat:
+        log.warning("%s: %s: channel %s is flat; it is 0 in every window", NAME, path, CHANNEL_NAMES[c])
+    sos = butter(BUTTERWORTH_ORDER, BAND_HZ, btype="bandpass", fs=rate, output="sos")
+    x = sosfiltfilt(sos, x, axis=-1)
+    x = filter_and_resample(raw_from_array(x, list(CHANNEL_NAMES), rate, "eeg", path), sample_rate).get_data()
+    mean, sd = x.mean(axis=1, keepdims=True), x.std(axis=1, keepdims=True)
+    x = (x - mean) / np.where(sd > 0, sd, 1.0)
+    x[flat] = 0.0
+    return x.astype(np.float32)
+
+
+def event_windows(x: np.ndarray, events: list[tuple[float, float, int]], sample_rate: float) -> np.ndarray:
+    """The 5-s window centred on each event, ``[n_events, C, W]``; circular at the recording's ends."""
+    n = int(round(WINDOW_SECONDS * sample_rate))
+    starts = np.array([int(round(((start + stop) / 2 - WINDOW_SECONDS / 2) * sample_rate)) for start, stop, _ in events])
+    index = (starts[:, None] + np.arange(n)[None, :]) % x.shape[1]
+    return np.ascontiguousarray(x[:, index].transpose(1, 0, 2))
+
+
+def load(data_dir, sample_rate: float, variant: str | None = None):
+    """One 5-s window per ``.rec`` event, 16 bipolar channels, 6 classes (see the module doc)."""
+    from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+    from data_pipelines.errors import RecordingError
+    from experiments.tasks.tuab import edf_root
+
+    from experiments.tasks import check_variant
+
+    check_variant(NAME, VARIANTS, variant)
+    root = edf_root(data_dir, NAME, LAYOUT)
+    recordings = find_recordings(data_dir)
+    x, y, subjects, names, partitions = [], [], [], [], []
+    for path, rec, partition, subject in recordings:
+        signal, rate = bipolar_montage(path)
+        if signal.shape[1] < WINDOW_SECONDS * rate:
+            raise RecordingError(path, f"{signal.shape[1] / rate:g} s is shorter than one {WINDOW_SECONDS:g}-s window")
+        events = read_rec(rec, signal.shape[1] / rate)
+        signal = preprocess(signal, rate, sample_rate, path)
+        x.append(event_windows(signal, events, sample_rate))
+        y += [label for _, _, label in events]
+        subjects += [subject] * len(events)
+        names += [str(path.relative_to(root).with_suffix(""))] * len(events)
+        partitions += [partition] * len(events)
+    absent = [c for i, c in enumerate(CLASS_NAMES) if i not in set(y)]
+    if absent:
+        raise DatasetError(f"{NAME}: no event of class(es) {', '.join(absent)} in the .rec files under {root}")
+    preprocessing = {
+        "montage": "TCP bipolar, channels 0-7 and 14-21 of the 22 (BIOT's 16)",
+        "band_pass_hz": list(BAND_HZ), "filter": f"Butterworth order {BUTTERWORTH_ORDER}, zero-phase (sosfiltfilt), "
+                                                 "on the whole recording at its own rate",
+        "resample_hz": float(sample_rate),
+        "normalisation": "per-channel z-score over the whole filtered recording",
+        "window": f"{WINDOW_SECONDS:g} s centred on each .rec row (circular at the ends), one window per row",
+        "window_seconds": WINDOW_SECONDS,
+    }
+    return LabelledWindows.build(NAME, np.concatenate(x), y, subjects, names, CLASS_NAMES, CHANNEL_NAMES, sample_rate,
+                                 preprocessing, partitions=partitions)
+
+
+def make_splits(data, variant: str | None = None, seed: int = 0):
+    """Official eval as test; train subjects in 5 folds, each in turn validation."""
+    from biocodec_jax.evaluation.splits import partition_holdout_folds
+
+    return partition_holdout_folds(data, N_FOLDS, seed)
+
+
+def main(argv=None) -> int:
+    from experiments.tasks import common
+
+    return common.main(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
