@@ -466,11 +466,13 @@ def test_evaluate_command_runs_bonn_end_to_end(tmp_path, capsys):
     for method in ran:
         res = results["results"]["100%"][method]
         assert len(res["runs"]) == 2 and set(res["summary"]) == {"balanced_accuracy", "auroc", "auc_pr"}
+        assert res["summary"]["auroc"]["sd"] is None  # one seed: no sd, not a zero one
         # Bonn is scored per file: 25 files of 4 windows over 5 folds, 5 test files per fold.
         assert all(r["test_units"] == 5 and r["test_windows"] == 20 for r in res["runs"])
     assert results["data"]["scoring_units"] == 25 and results["codec"] == str(codec_dir)
     table = (out / "results.md").read_text()
     assert "BioCodec linear probe" in table and ("EEGNet" in table) == baselines_available()
+    assert "one seed: no sd" in table and "±" not in table
     assert (out / "confusion_matrix.png").stat().st_size > 1000
     assert "classifier" in (out / "config.yaml").read_text()
     capsys.readouterr()

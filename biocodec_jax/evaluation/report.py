@@ -18,6 +18,13 @@ METRIC_LABELS = {"balanced_accuracy": "BAcc", "auroc": "AUROC", "auc_pr": "AUC-P
                  "cohen_kappa": "Cohen's kappa", "weighted_f1": "weighted F1"}
 
 
+def _mean_sd(summary: dict[str, Any]) -> str:
+    """``mean ± sd`` over seeds; the mean alone for one seed (an sd over one value is not zero, it is undefined)."""
+    if summary["sd"] is None:
+        return f"{summary['mean']:.4f}"
+    return f"{summary['mean']:.4f} ± {summary['sd']:.4f}"
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     """Rows: method (x label fraction); columns: the task's metrics as mean +- sd over seeds."""
     names = results["metric_names"]
@@ -28,7 +35,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     for fraction in fractions:
         for method, res in results["results"][fraction].items():
             cells = [METHOD_LABELS.get(method, method)] + ([fraction] if len(fractions) > 1 else [])
-            cells += [f"{res['summary'][m]['mean']:.4f} ± {res['summary'][m]['sd']:.4f}" for m in names]
+            cells += [_mean_sd(res["summary"][m]) for m in names]
             lines.append("| " + " | ".join(cells) + " |")
     for method, reason in results.get("skipped_methods", {}).items():
         lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(["skipped"] * (len(lead) - 1 + len(names))) + " |")
@@ -43,7 +50,7 @@ def _header(results: dict[str, Any]) -> str:
     lines = [f"# {results['task']}{variant}", "",
              f"- data: {data['summary']}; {data['scoring_units']} scoring units",
              f"- protocol: {cfg['protocol']}, {n_runs} subject-wise split(s) x {cfg['seeds']} seed(s); "
-             "mean ± sd over seeds of the mean over splits",
+             + ("mean ± sd over seeds of the mean over splits" if cfg["seeds"] > 1 else "mean over splits (one seed: no sd)"),
              f"- codec: {results.get('codec', '-')} (id {results.get('codec_id')})"]
     for method, reason in results.get("skipped_methods", {}).items():
         lines.append(f"- {METHOD_LABELS.get(method, method)} skipped: {reason}")

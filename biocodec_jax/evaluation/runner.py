@@ -70,7 +70,7 @@ class MethodResult:
     def summary(self, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
         seeds = sorted({r["seed"] for r in self.runs})
         per_seed = {m: [np.mean([r["metrics"][m] for r in self.runs if r["seed"] == s]) for s in seeds] for m in names}
-        return {m: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n_seeds": len(v)}
+        return {m: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None, "n_seeds": len(v)}
                 for m, v in per_seed.items()}
 
 
