@@ -444,14 +444,18 @@ def test_ninapro_absent_movement_is_named(tmp_path):
 
 # ------------------------------------------------------------------------- the command, end to end
 
-def test_evaluate_command_runs_bonn_end_to_end(tmp_path, capsys):
-    """``biocodec-jax evaluate bonn``: reads the zips, tokenizes with a saved codec, scores every
-    requested method and writes the report; a dataset missing its sets exits 2 naming them."""
+def test_evaluate_command_runs_bonn_end_to_end(tmp_path, capsys, monkeypatch):
+    """``biocodec-jax evaluate bonn``: reads the zips, tokenizes with a saved codec, scores the codec's
+    methods, lists the PyTorch baselines as skipped when torch is absent (forced here, so the test
+    is the same with and without the extra; tests/test_baselines.py trains them), writes the report;
+    a dataset missing its sets exits 2 naming them."""
     import json
 
     from biocodec_jax import Codec
     from biocodec_jax.cli import main
-    from biocodec_jax.evaluation.baselines import baselines_available
+    from biocodec_jax.evaluation import baselines
+
+    monkeypatch.setattr(baselines, "baselines_available", lambda: False)
 
     root = bonn_copy(tmp_path / "bonn", per_set=5)  # 5 seizure files: one in each fold's test set
     codec_dir = Codec.from_preset("tiny", seed=0, init_batch=np.zeros((2, 1, 1250), np.float32)).save(tmp_path / "codec")
@@ -461,8 +465,8 @@ def test_evaluate_command_runs_bonn_end_to_end(tmp_path, capsys):
                "--cache", str(tmp_path / "cache"), "--no-progress"])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
-    ran = {"linear_probe", "token_classifier"} | ({"eegnet", "shallow"} if baselines_available() else set())
-    assert set(results["results"]["100%"]) == ran
+    ran = {"linear_probe", "token_classifier"}
+    assert set(results["results"]["100%"]) == ran and set(results["skipped_methods"]) == {"eegnet", "shallow"}
     for method in ran:
         res = results["results"]["100%"][method]
         assert len(res["runs"]) == 2 and set(res["summary"]) == {"balanced_accuracy", "auroc", "auc_pr"}
@@ -471,7 +475,8 @@ def test_evaluate_command_runs_bonn_end_to_end(tmp_path, capsys):
         assert all(r["test_units"] == 5 and r["test_windows"] == 20 for r in res["runs"])
     assert results["data"]["scoring_units"] == 25 and results["codec"] == str(codec_dir)
     table = (out / "results.md").read_text()
-    assert "BioCodec linear probe" in table and ("EEGNet" in table) == baselines_available()
+    assert "| BioCodec linear probe | 0." in table and "| EEGNet (braindecode) | skipped |" in table
+    assert "ShallowFBCSPNet (braindecode) skipped: torch/braindecode not installed" in table
     assert "one seed: no sd" in table and "±" not in table
     assert (out / "confusion_matrix.png").stat().st_size > 1000
     assert "classifier" in (out / "config.yaml").read_text()
