@@ -59,9 +59,17 @@ class BonnDataset(Dataset):
                     text = archive.read(ref.member)
             else:
                 text = (root / ref.path).read_bytes()
-            x = np.loadtxt(io.BytesIO(text), dtype=np.float64, ndmin=1)
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        except (OSError, KeyError, zipfile.BadZipFile) as e:
             raise RecordingError(source, f"cannot be read as a Bonn segment ({type(e).__name__}: {e})") from e
-        if x.ndim != 1 or x.size == 0:
-            raise RecordingError(source, f"expected one column of samples; got shape {x.shape}")
-        return raw_from_array(x[None, :], ["EEG"], SAMPLE_RATE, "eeg", source)
+        return raw_from_array(parse_segment(text, source)[None, :], ["EEG"], SAMPLE_RATE, "eeg", source)
+
+
+def parse_segment(text: bytes, source: str) -> np.ndarray:
+    """The samples of one segment file (one number per line); a RecordingError naming ``source`` otherwise."""
+    try:
+        x = np.loadtxt(io.BytesIO(text), dtype=np.float64, ndmin=1)
+    except ValueError as e:
+        raise RecordingError(source, f"cannot be read as a Bonn segment ({type(e).__name__}: {e})") from e
+    if x.ndim != 1 or x.size == 0:
+        raise RecordingError(source, f"expected one column of samples; got shape {x.shape}")
+    return x

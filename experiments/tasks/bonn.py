@@ -118,12 +118,12 @@ def find_segments(root: Path, letters: str):
 def read_segments(root: Path, refs) -> tuple[list[np.ndarray], list[str]]:
     """Each segment's samples (at 173.61 Hz) and its source (``zip::member``) for error messages.
 
-    Reads as :class:`data_pipelines.datasets.bonn.BonnDataset` does (one column of numbers per
-    text file), but opens each archive once rather than once per member.
+    Parses as :class:`data_pipelines.datasets.bonn.BonnDataset` does (its ``parse_segment``), but
+    opens each archive once rather than once per member.
     """
-    import io
     import zipfile
 
+    from data_pipelines.datasets.bonn import parse_segment
     from data_pipelines.errors import RecordingError
 
     segments, sources, archives = [], [], {}
@@ -137,12 +137,9 @@ def read_segments(root: Path, refs) -> tuple[list[np.ndarray], list[str]]:
                     text = archives[ref.path].read(ref.member)
                 else:
                     text = (root / ref.path).read_bytes()
-                x = np.loadtxt(io.BytesIO(text), dtype=np.float64, ndmin=1)
-            except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            except (OSError, KeyError, zipfile.BadZipFile) as e:
                 raise RecordingError(source, f"cannot be read as a Bonn segment ({type(e).__name__}: {e})") from e
-            if x.ndim != 1 or x.size == 0:
-                raise RecordingError(source, f"expected one column of samples; got shape {x.shape}")
-            segments.append(x)
+            segments.append(parse_segment(text, source))
             sources.append(source)
     finally:
         for archive in archives.values():
