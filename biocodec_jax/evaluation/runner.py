@@ -74,20 +74,14 @@ class MethodResult:
                 for m, v in per_seed.items()}
 
 
-def _check_test_classes(data: LabelledWindows, split: Split, test: np.ndarray) -> None:
-    present = set(np.unique(data.y[test]).tolist())
+def _check_classes(data: LabelledWindows, split: Split, index: np.ndarray, part: str, consequence: str) -> None:
+    """Every class must have windows among ``index``, the windows of the split's ``part`` ("train"/"test")."""
+    present = set(np.unique(data.y[index]).tolist())
     missing = [data.class_names[c] for c in range(data.n_classes) if c not in present]
     if missing:
-        raise DatasetError(f"{data.name}, split {split.name}: class(es) {', '.join(missing)} absent from the test subjects "
-                           f"({', '.join(split.test[:5])}); the metrics would be undefined — use fewer folds or more subjects")
-
-
-def _check_train_classes(data: LabelledWindows, split: Split, train: np.ndarray) -> None:
-    present = set(np.unique(data.y[train]).tolist())
-    missing = [data.class_names[c] for c in range(data.n_classes) if c not in present]
-    if missing:
-        raise DatasetError(f"{data.name}, split {split.name}: class(es) {', '.join(missing)} absent from the training "
-                           "subjects; a classifier cannot learn them")
+        subjects = ", ".join(getattr(split, part)[:5])
+        raise DatasetError(f"{data.name}, split {split.name}: class(es) {', '.join(missing)} absent from the {part} "
+                           f"subjects ({subjects}); {consequence}")
 
 
 def _fit_predict(method: str, data: LabelledWindows, features, probe_x, codebooks, tr, va, te, config: EvalConfig,
@@ -148,8 +142,8 @@ def run_evaluation(data: LabelledWindows, splits: list[Split], codec, config: Ev
     splits = splits[: config.max_splits] if config.max_splits else splits
     indices = [split_indices(data, s) for s in splits]  # refuses leaking splits before any work
     for split, (tr, _, te) in zip(splits, indices):
-        _check_train_classes(data, split, tr)
-        _check_test_classes(data, split, te)
+        _check_classes(data, split, tr, "train", "a classifier cannot learn them")
+        _check_classes(data, split, te, "test", "the metrics would be undefined — use fewer folds or more subjects")
 
     started = time.time()
     features = probe_x = codebooks = None
