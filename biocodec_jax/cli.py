@@ -4,6 +4,8 @@
     biocodec-jax prepare --input DIR --output DIR [--preset eeg|emg] [--dataset NAME] [--workers N] ...
     biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --workdir DIR [--data DIR] ...
     biocodec-jax evaluate TASK --data DIR --codec CKPT_OR_WORKDIR [--protocol full|low-resource] [--seeds N] ...
+    biocodec-jax convert --from-torch CKPT.pt --output DIR [--preset eeg|emg]   (the original's weights -> ours)
+    biocodec-jax convert --to-torch DIR_OR_WORKDIR --output CKPT.pt [--step N]  (ours -> the original's checkpoint)
 
 The experiments (and MNE, matplotlib, ...) are imported inside the command that needs them.
 """
@@ -117,6 +119,80 @@ def _evaluate(args: argparse.Namespace, rest: list[str]) -> int:
     return common.main(task, rest, prog=f"biocodec-jax evaluate {task.NAME}")
 
 
+def _convert(args: argparse.Namespace, rest: list[str]) -> int:
+    """Between the original's PyTorch checkpoints and our codec format (interop.torch_checkpoint).
+
+    Exit 0 on success; 2, with ``error: ...`` on stderr, for anything wrong with the input or output.
+    """
+    from pathlib import Path
+
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+    output = Path(args.output)
+    if args.from_torch is not None:
+        if args.step is not None or args.epoch is not None:
+            return fail("--step and --epoch are for --to-torch")
+        if output.is_file():
+            return fail(f"{output}: exists and is a file; --output is the directory to write the codec into")
+        if output.is_dir() and any(output.iterdir()) and not args.force:
+            return fail(f"{output}: exists and is not empty; choose a new directory or pass --force to overwrite")
+    else:
+        if args.preset is not None:
+            return fail("--preset is for --from-torch (the exported checkpoint is the codec's own architecture)")
+        if output.is_dir():
+            return fail(f"{output}: is a directory; --output is the .pt file to write")
+        if output.exists() and not args.force:
+            return fail(f"{output}: exists; choose a new file name or pass --force to overwrite")
+        if not output.parent.is_dir():
+            return fail(f"{output.parent}: no such directory (for --output {output})")
+
+    from biocodec_jax.interop.torch_checkpoint import CheckpointError
+
+    try:
+        if args.from_torch is not None:
+            from biocodec_jax import Codec
+
+            codec = Codec.from_torch_checkpoint(args.from_torch, config=args.preset)
+            codec.save(output)
+            print(f"{output}: the {codec.config.preset} codec from {args.from_torch} "
+                  f"({len(codec.to_torch_state_dict())} tensors); load it with Codec.load({str(output)!r})")
+        else:
+            from biocodec_jax.interop.torch_checkpoint import export_torch_checkpoint
+
+            obj = export_torch_checkpoint(args.to_torch, output, step=args.step, epoch=args.epoch or 0)
+            adam = obj["optimizer_state_dict"]["state"]
+            step = obj["scheduler_state_dict"]["last_epoch"]
+            print(f"{output}: the original's training checkpoint from {args.to_torch} "
+                  f"({len(obj['model_state_dict'])} model tensors, "
+                  + (f"Adam state at step {step})" if adam else "no Adam state: a fresh optimiser)"))
+    except (CheckpointError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
+        return fail(str(err))
+    except (ValueError, RuntimeError) as err:  # e.g. a wrong --step, no readable training checkpoint
+        source = args.from_torch or args.to_torch
+        return fail(str(err) if Path(source).name in str(err) else f"{source}: {err}")
+    return 0
+
+
+_CONVERT_EPILOG = """\
+examples:
+  # the original's training checkpoint (or a .pt / .npz state dict) -> our codec directory
+  biocodec-jax convert --from-torch biocodec_eeg.pt --output codecs/eeg
+  # name the architecture instead of recognising it from the shapes
+  biocodec-jax convert --from-torch weights.npz --output codecs/emg --preset emg
+
+  # our codec (Codec.save) -> the original's training checkpoint, empty Adam state
+  biocodec-jax convert --to-torch codecs/eeg --output biocodec_eeg.pt
+  # a training run (latest, or --step N) -> the original's checkpoint with Adam's moments
+  # and step count (the structure of the original's own checkpoints; torch.load(..., weights_only=True) reads it)
+  biocodec-jax convert --to-torch runs/pretrain_eeg --output resume.pt --epoch 3
+
+Writing .pt files does not need PyTorch; reading never executes code from the file.
+Exit status: 0 on success, 2 on a missing, unreadable or mismatched input (the message names it).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from biocodec_jax import __version__
 
@@ -177,6 +253,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("task", nargs="?", help="tuab, tuev, sleep_edf, bciiv2a, eegmmi, kaggle_ern, bonn, emg_gestures")
     ev.set_defaults(func=_evaluate, forward=True)
+
+    conv = sub.add_parser(
+        "convert",
+        help="convert between the original's PyTorch checkpoints and our codec format (both ways)",
+        description="--from-torch: read the original's weights (its training checkpoint, a .pt state dict\n"
+        "  or .npz; the eeg/emg preset is recognised from the shapes) and write our codec directory.\n"
+        "--to-torch: write the original's training checkpoint {epoch, model_state_dict (_orig_mod. keys),\n"
+        "  optimizer_state_dict (Adam), scheduler_state_dict} from a saved codec or a training run.",
+        epilog=_CONVERT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    direction = conv.add_mutually_exclusive_group(required=True)
+    direction.add_argument("--from-torch", metavar="CKPT", help="the original's .pt training checkpoint, a .pt state dict or .npz")
+    direction.add_argument("--to-torch", metavar="DIR", help="a saved codec (Codec.save), a training workdir or its checkpoints/")
+    conv.add_argument("--output", required=True, help="--from-torch: codec directory to write; --to-torch: .pt file to write")
+    conv.add_argument("--preset", default=None, choices=("eeg", "emg", "tiny"),
+                      help="--from-torch: the architecture (default: recognised from the shapes)")
+    conv.add_argument("--step", type=int, default=None,
+                      help="--to-torch from a training run: this checkpoint step (default the latest readable)")
+    conv.add_argument("--epoch", type=int, default=None, help="--to-torch: the 'epoch' entry of the checkpoint (default 0)")
+    conv.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    conv.set_defaults(func=_convert)
     return parser
 
 

@@ -126,6 +126,22 @@ class Codec:
         """The weights under the original's state-dict keys and layouts (numpy arrays)."""
         return torch_checkpoint.to_torch_state_dict(self.params, self.codebooks, self.codec_config)
 
+    def to_torch_checkpoint(self, path: str | Path, epoch: int = 0, *, step: int = 0, opt_state: Any = None) -> Path:
+        """Write the original's training checkpoint (``.pt``; PyTorch not needed) that it can resume from.
+
+        ``{"epoch", "model_state_dict" (``_orig_mod.`` keys, the original's order), "optimizer_state_dict",
+        "scheduler_state_dict"}``; ``torch.load(path, weights_only=True)`` reads it. The Adam state is
+        empty unless ``opt_state`` (our optax state, e.g. ``TrainState.opt_state``) is given; see
+        :func:`~biocodec_jax.interop.torch_checkpoint.to_torch_checkpoint`. A training run's
+        checkpoint, with its Adam state: ``biocodec-jax convert --to-torch WORKDIR --output CKPT.pt``.
+        """
+        from biocodec_jax.interop.torch_writer import write_torch_file
+
+        obj = torch_checkpoint.to_torch_checkpoint(
+            self.params, self.codebooks, self.config, epoch=epoch, step=step, opt_state=opt_state
+        )
+        return write_torch_file(obj, path)
+
     # --- our own format ----------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> Path:

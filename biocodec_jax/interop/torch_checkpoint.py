@@ -9,6 +9,10 @@ Reads, without PyTorch installed and without executing code from the file:
 unpickler that only knows tensors, storages and ordered dicts (like ``torch.load(weights_only=True)``);
 anything else in it is refused with an error naming the object it references.
 
+Writes, also without PyTorch (:func:`to_torch_checkpoint`, :func:`export_torch_checkpoint`, the file
+format in :mod:`biocodec_jax.interop.torch_writer`), the original's training checkpoint: model weights
+in the original's key order and layouts, Adam state in the original's parameter order, scheduler state.
+
 Layouts: the original stores conv kernels ``[out, in, k]`` (transposed convs ``[in, out, k]``), LSTM
 weights ``[4H, in]`` and Linear weights ``[out, in]``; we store ``[k, in, out]``, ``[in, 4H]``, ``[in, out]``.
 """
@@ -18,19 +22,22 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from biocodec_jax.config import CodecConfig, preset
+from biocodec_jax.config import CodecConfig, Config, preset
 from biocodec_jax.model import abstract_model, init_codebooks
 from biocodec_jax.quantization.codebook import CodebookState
 
 PREFIXES = ("_orig_mod.", "module.")
+COMPILED_PREFIX = "_orig_mod."  # the original saved its torch.compile'd model
 
 # --------------------------------------------------------------------------------------------
 # A weights-only reader for PyTorch's zip serialisation.
@@ -135,6 +142,9 @@ def read_torch_file(path: str | Path) -> Any:
 def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """The model state dict in a ``.pt`` training checkpoint, ``.pt`` state dict or ``.npz``; prefixes stripped."""
     path = Path(path)
+    if not path.is_file():
+        what = "a directory, not a checkpoint file" if path.is_dir() else "no such checkpoint file"
+        raise FileNotFoundError(f"{path}: {what}")
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as f:
@@ -248,6 +258,17 @@ def _flat(params) -> dict[tuple, Any]:
 
 def to_torch_state_dict(params_flat: dict[tuple, Any] | Any, codebooks, cfg: CodecConfig) -> dict[str, np.ndarray]:
     """Our parameters (an ``nnx.State`` or its flat dict) and codebooks as the original's state dict."""
+    out = _params_to_torch(params_flat, cfg)
+    for field, name in _CODEBOOK_FIELDS.items():
+        value = np.asarray(getattr(codebooks, field))
+        for i in range(cfg.n_q):
+            v = value[i].astype(np.float32)
+            out[f"quantizer.vq.layers.{i}._codebook.{name}"] = v.reshape(1) if field == "initialized" else v
+    return out
+
+
+def _params_to_torch(params_flat: dict[tuple, Any] | Any, cfg: CodecConfig) -> dict[str, np.ndarray]:
+    """Parameters (or any tree shaped like them: Adam's moments) under the original's keys and layouts."""
     if not isinstance(params_flat, dict):
         params_flat = _flat(params_flat)
     out: dict[str, np.ndarray] = {}
@@ -260,11 +281,6 @@ def to_torch_state_dict(params_flat: dict[tuple, Any] | Any, codebooks, cfg: Cod
         else:
             key, (_, to_t) = _param_key(path, cfg)
             out[key] = np.ascontiguousarray(to_t(value))
-    for field, name in _CODEBOOK_FIELDS.items():
-        value = np.asarray(getattr(codebooks, field))
-        for i in range(cfg.n_q):
-            v = value[i].astype(np.float32)
-            out[f"quantizer.vq.layers.{i}._codebook.{name}"] = v.reshape(1) if field == "initialized" else v
     return out
 
 
@@ -326,3 +342,162 @@ def infer_codec_config(sd: dict[str, np.ndarray], source: str = "checkpoint") ->
             "pass the codec config explicitly"
         )
     return fits[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Writing the original's training checkpoint.
+
+_NAME_RANK = {
+    "encoder": 0, "decoder": 1, "quantizer": 2,
+    # A module's own parameters (Linear: weight, bias) come before its children (weight norm's
+    # ``parametrizations``, which is why a conv's bias precedes its g and v).
+    "weight": 0, "bias": 1, "parametrizations": 2,
+    "project_in": 0, "project_out": 1, "_codebook": 2,
+    "inited": 0, "cluster_size": 1, "embed": 2, "embed_avg": 3,
+}
+_LSTM_PARAM = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)")
+_LSTM_RANK = {"weight_ih": 0, "weight_hh": 1, "bias_ih": 2, "bias_hh": 3}
+
+
+def _order_token(token: str) -> tuple:
+    if token.isdigit():
+        return (0, int(token), "")
+    m = _LSTM_PARAM.fullmatch(token)
+    if m:
+        return (1, int(m[2]) * 4 + _LSTM_RANK[m[1]], token)
+    return (1, _NAME_RANK.get(token, len(_NAME_RANK)), token)
+
+
+def original_key_order(keys) -> list[str]:
+    """The original's state-dict keys (no prefix) in the order its ``model.state_dict()`` lists them.
+
+    That is PyTorch's module order: layers by index, a module's own parameters then buffers then
+    submodules. Without the buffers (:func:`is_buffer`) it is the order of ``model.parameters()``,
+    which numbers the optimiser's state.
+    """
+    return sorted(keys, key=lambda k: tuple(_order_token(t) for t in k.split(".")))
+
+
+def is_buffer(key: str) -> bool:
+    """Whether a state-dict key is a buffer (codebook statistics), not a trained parameter."""
+    return "._codebook." in key
+
+
+def _find_adam_state(opt_state: Any):
+    import optax
+
+    found = [
+        s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+        if isinstance(s, optax.ScaleByAdamState)
+    ]
+    if len(found) != 1:
+        raise ValueError(f"expected one optax Adam state (ScaleByAdamState) in the optimiser state, found {len(found)}")
+    return found[0]
+
+
+def to_torch_checkpoint(
+    params: Any, codebooks: CodebookState, config: Config, *, epoch: int = 0, step: int = 0, opt_state: Any = None
+) -> dict[str, Any]:
+    """The original's training checkpoint as a dict, ready for :func:`~biocodec_jax.interop.torch_writer.write_torch_file`.
+
+    ``{"epoch", "model_state_dict", "optimizer_state_dict", "scheduler_state_dict"}`` with the
+    structure of the original's files (``tests/fixtures/eeg/biocodec_eeg_random_ckpt.pt``):
+
+    ``model_state_dict``
+        every parameter and codebook buffer, float32, keys ``_orig_mod.``-prefixed, in the
+        original's key order (a plain dict, as in the original's file).
+    ``optimizer_state_dict``
+        ``torch.optim.Adam``'s: ``param_groups`` holds one group with the original's settings
+        (``betas`` from ``config.optim`` -- (0.5, 0.9) --, ``eps``, ``weight_decay`` 0, ``lr`` the
+        learning rate our schedule gives at ``step``) over parameter indices ``0..N-1`` in the order of
+        the original's ``model.parameters()``. ``state``: when ``opt_state`` (our optax Adam state,
+        e.g. a ``TrainState.opt_state``) has taken steps, per parameter ``{"step": count,
+        "exp_avg": mu, "exp_avg_sq": nu}`` with optax's ``mu``/``nu`` mapped to the parameter's
+        torch layout (Adam's moments are elementwise, so the same transposes apply); else empty
+        (as a torch Adam that has not stepped), which ``Adam.load_state_dict`` accepts.
+    ``scheduler_state_dict``
+        the original's keys: ``last_epoch`` = ``step`` (the scheduler steps once per optimiser
+        step), ``_step_count`` = ``step + 1``, ``base_lrs`` = ``[config.optim.learning_rate]``.
+    """
+    from biocodec_jax.training.optimizer import make_schedule
+
+    cfg = config.codec
+    weights = to_torch_state_dict(params, codebooks, cfg)
+    order = original_key_order(weights)
+    model_sd = {COMPILED_PREFIX + k: np.asarray(weights[k], np.float32) for k in order}
+    param_keys = [k for k in order if not is_buffer(k)]
+
+    state: dict[int, dict[str, np.ndarray]] = {}
+    if opt_state is not None:
+        adam = _find_adam_state(opt_state)
+        count = int(np.asarray(adam.count))
+        if count > 0:
+            mu, nu = _params_to_torch(adam.mu, cfg), _params_to_torch(adam.nu, cfg)
+            state = {
+                i: {
+                    "step": np.array(count, np.float32),
+                    "exp_avg": np.asarray(mu[k], np.float32),
+                    "exp_avg_sq": np.asarray(nu[k], np.float32),
+                }
+                for i, k in enumerate(param_keys)
+            }
+    optim = config.optim
+    param_group = {
+        "lr": float(make_schedule(optim)(step)),
+        "betas": (float(optim.b1), float(optim.b2)),
+        "eps": float(optim.eps),
+        "weight_decay": 0,
+        "amsgrad": False,
+        "maximize": False,
+        "foreach": None,
+        "capturable": False,
+        "differentiable": False,
+        "fused": None,
+        "decoupled_weight_decay": False,
+        "params": list(range(len(param_keys))),
+    }
+    return {
+        "epoch": int(epoch),
+        "model_state_dict": model_sd,
+        "optimizer_state_dict": {"state": state, "param_groups": [param_group]},
+        "scheduler_state_dict": {
+            "last_epoch": int(step), "_step_count": int(step) + 1, "base_lrs": [float(optim.learning_rate)],
+        },
+    }
+
+
+def export_torch_checkpoint(
+    source: str | Path, path: str | Path, *, step: int | None = None, epoch: int = 0
+) -> dict[str, Any]:
+    """Write the original's training checkpoint (``.pt``, no torch needed) from one of our models.
+
+    ``source``: a codec written by ``Codec.save`` (weights only: the optimiser state is written
+    empty, scheduler at step 0), or a training workdir / its ``checkpoints/`` directory (the
+    checkpoint of ``step``, default the latest readable one: weights, codebooks, and Adam's moments
+    and step count, see :func:`to_torch_checkpoint`). Returns the object written.
+    """
+    from biocodec_jax import codec as codec_lib
+    from biocodec_jax.interop.torch_writer import write_torch_file
+
+    source = Path(source).absolute()
+    if not source.is_dir():
+        what = "a file, not" if source.exists() else "no such directory:"
+        raise FileNotFoundError(f"{source}: {what} a saved codec or training run")
+    if not (source / codec_lib.CONFIG_FILE).is_file() and codec_lib._has_checkpoints(source):
+        from biocodec_jax.training import checkpointing
+
+        directory = checkpointing.checkpoints_dir(source)
+        with checkpointing.Checkpointer(directory, read_only=True, async_save=False) as ckpt:
+
+            def read(s: int):
+                return ckpt.restore(checkpointing.abstract_train_state(ckpt.restore_config(s)), step=s)
+
+            state = ckpt.first_readable(step, read)
+        obj = to_torch_checkpoint(
+            state.params, state.codebooks, state.config, epoch=epoch, step=int(state.step), opt_state=state.opt_state
+        )
+    else:
+        codec = codec_lib.Codec.load(source, step)
+        obj = to_torch_checkpoint(codec.params, codec.codebooks, codec.config, epoch=epoch)
+    write_torch_file(obj, path)
+    return obj
