@@ -43,6 +43,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from biocodec_jax.config import CodecConfig, Config, LossConfig
 from biocodec_jax.config import preset as _preset
+from biocodec_jax.interop import torch_checkpoint
 
 __all__ = [
     "BioCodecTorch",
@@ -57,7 +58,6 @@ __all__ = [
 
 # The original's quantizer scales its commitment term by this (its logged ``loss_w``).
 COMMITMENT_WEIGHT = 0.25
-_PREFIXES = ("_orig_mod.", "module.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,27 +431,20 @@ def build_torch_codec(preset: str | CodecConfig | Config = "eeg") -> BioCodecTor
 
 def load_original_state_dict(source: str | Path | Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The model state dict of the original's training checkpoint (``.pt``), a plain ``.pt``/``.npz``
-    state dict, or a mapping; ``_orig_mod.`` / ``module.`` prefixes stripped."""
+    state dict, or a mapping; ``_orig_mod.`` / ``module.`` prefixes stripped.
+
+    Files are read by ``biocodec_jax.interop.torch_checkpoint`` (weights only, the same reader the
+    JAX side uses), so both frameworks see exactly the same arrays.
+    """
     if isinstance(source, Mapping):
-        obj: Any = source
+        arrays = {}
+        for key, value in source.items():
+            for prefix in torch_checkpoint.PREFIXES:
+                key = key.removeprefix(prefix)
+            arrays[key] = value
     else:
-        path = Path(source)
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as f:
-                obj = {k: f[k] for k in f.files}
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(obj, Mapping):
-        for key in ("model_state_dict", "state_dict", "model"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    out = {}
-    for key, value in obj.items():
-        for prefix in _PREFIXES:
-            key = key.removeprefix(prefix)
-        out[key] = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
-    return out
+        arrays = torch_checkpoint.load_state_dict(source)
+    return {k: v if isinstance(v, torch.Tensor) else torch.from_numpy(np.array(v)) for k, v in arrays.items()}
 
 
 def load_original(
