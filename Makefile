@@ -1,5 +1,5 @@
 # Two entry points on a fresh machine; both set up .venv first (scripts/bootstrap.sh).
-.PHONY: demo test bench setup
+.PHONY: demo test bench compare setup
 
 setup:
 	@scripts/bootstrap.sh
@@ -15,3 +15,8 @@ bench: setup
 	.venv/bin/python -m experiments.benchmarks.prepare_speed
 	.venv/bin/python -m experiments.benchmarks.loader_speed
 	.venv/bin/python -m experiments.benchmarks.parallel_speed
+
+# JAX vs PyTorch side by side (installs the [torch] extra; PyTorch's default wheel is large).
+compare: setup
+	.venv/bin/python -m pip install -q -e ".[torch]"
+	.venv/bin/python -m experiments.benchmarks.compare_pytorch
