@@ -32,7 +32,7 @@ from flax import nnx
 INLOOP_PROJECTION_MIN_BATCH = 64
 
 
-def _cell(z, c, hidden):
+def lstm_cell(z, c, hidden):
     """``(h, c, s, g)`` after one step from the pre-activation ``z [N, 4H]`` and cell ``c``."""
     s = jax.nn.sigmoid(z)  # i, f and o are its quarters 0, 1, 3
     g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
@@ -40,44 +40,53 @@ def _cell(z, c, hidden):
     return s[:, 3 * hidden :] * jnp.tanh(c), c, s, g
 
 
-def _scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh):
-    """``h [T, N, H]`` with the input projected inside the loop (no gradient; see the module doc)."""
+def _zero_carry(x_tm, hidden):
+    zeros = jnp.zeros(x_tm.shape[1:2] + (hidden,), x_tm.dtype)
+    return zeros, zeros
+
+
+def scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh, carry=None):
+    """``((h, c), h [T, N, H])`` from ``carry`` (zeros by default), the input projected inside the
+    loop (no gradient; see the module doc)."""
     hidden = w_hh.shape[0]
     w = jnp.concatenate([w_ih, w_hh])
     b = b_ih + b_hh
 
     def step(carry, x_t):
         h, c = carry
-        h, c, _, _ = _cell(jnp.concatenate([x_t, h], axis=1) @ w + b, c, hidden)
+        h, c, _, _ = lstm_cell(jnp.concatenate([x_t, h], axis=1) @ w + b, c, hidden)
         return (h, c), h
 
-    zeros = jnp.zeros(x_tm.shape[1:2] + (hidden,), x_tm.dtype)
-    return jax.lax.scan(step, (zeros, zeros), x_tm)[1]
+    return jax.lax.scan(step, _zero_carry(x_tm, hidden) if carry is None else carry, x_tm)
+
+
+def scan_projected(x_proj, w_hh, carry=None, save=False):
+    """The recurrence over an input already projected (``x_proj = x W_ih + b`` ``[T, N, 4H]``).
+
+    Returns ``((h, c), outputs)``: ``h [T, N, H]``, and with ``save`` also the backward's residuals:
+    the sigmoid of the full pre-activation ``s [T, N, 4H]``, ``g = tanh(.) [T, N, H]`` and the cell
+    ``c [T, N, H]``.
+    """
+    hidden = w_hh.shape[0]
+
+    def step(carry, xp):
+        h, c, s, g = lstm_cell(xp + carry[0] @ w_hh, carry[1], hidden)
+        return (h, c), ((h, s, g, c) if save else h)
+
+    return jax.lax.scan(step, _zero_carry(x_proj, hidden) if carry is None else carry, x_proj)
 
 
 def _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save):
-    """Run one layer over time-major ``x_tm [T, N, I]``.
-
-    Returns ``h [T, N, H]``, and with ``save`` also the backward's residuals: the sigmoid of the
-    full pre-activation ``s [T, N, 4H]``, ``g = tanh(.) [T, N, H]`` and the cell ``c [T, N, H]``.
-    """
-    hidden = w_hh.shape[0]
+    """Run one layer over time-major ``x_tm [T, N, I]`` from a zero state (see :func:`scan_projected`)."""
     x_proj = x_tm @ w_ih + (b_ih + b_hh)  # [T, N, 4H], one matmul for all steps
-
-    def step(carry, xp):
-        h, c, s, g = _cell(xp + carry[0] @ w_hh, carry[1], hidden)
-        return (h, c), ((h, s, g, c) if save else h)
-
-    zeros = jnp.zeros(x_tm.shape[1:2] + (hidden,), x_tm.dtype)
-    _, out = jax.lax.scan(step, (zeros, zeros), x_proj)
-    return out
+    return scan_projected(x_proj, w_hh, save=save)[1]
 
 
 @jax.custom_vjp
 def _lstm_time_major(x_tm, w_ih, w_hh, b_ih, b_hh):
     """One LSTM layer, ``[T, N, I]`` -> ``[T, N, H]`` (differentiable by the custom VJP below)."""
     if x_tm.shape[1] >= INLOOP_PROJECTION_MIN_BATCH:
-        return _scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh)
+        return scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh)[1]
     return _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save=False)
 
 
