@@ -243,6 +243,26 @@ class Codec:
         items, (b, c) = _as_items(x)
         return _reconstruct(self.graphdef, self.params, self.codebooks, items, n_q).reshape(b, c, -1)
 
+    def stream(self, n_channels: int, n_q: int | None = None):
+        """A :class:`~biocodec_jax.streaming.StreamingEncoder` of ``n_channels`` channels.
+
+        ``enc.push(chunk [C, n])`` returns int32 codes ``[C, n_q, m]`` of the frames completed so far
+        (carrying convolution and LSTM state); ``enc.flush()`` the last, partial frame. All of them
+        concatenated equal ``encode(x[None])[0]`` up to float32 rounding (see :mod:`biocodec_jax.streaming`).
+        """
+        from biocodec_jax.streaming import StreamingEncoder
+
+        return StreamingEncoder(self, n_channels, n_q)
+
+    def stream_decoder(self, n_channels: int, n_q: int | None = None):
+        """A :class:`~biocodec_jax.streaming.StreamingDecoder`: ``dec.push(codes [C, K, m])`` -> samples ``[C, n]``.
+
+        All samples returned by ``push`` and ``flush``, concatenated, equal ``decode(codes[None])[0]`` (to ~1e-7).
+        """
+        from biocodec_jax.streaming import StreamingDecoder
+
+        return StreamingDecoder(self, n_channels, n_q)
+
     def _check_n_q(self, n_q: int | None) -> int:
         if n_q is None:
             return self.n_q
