@@ -6,6 +6,7 @@
     biocodec-jax evaluate TASK --data DIR --codec CKPT_OR_WORKDIR [--protocol full|low-resource] [--seeds N] ...
     biocodec-jax convert --from-torch CKPT.pt --output DIR [--preset eeg|emg]   (the original's weights -> ours)
     biocodec-jax convert --to-torch DIR_OR_WORKDIR --output CKPT.pt [--step N]  (ours -> the original's checkpoint)
+    biocodec-jax info CODEC [--step N] [--json]   (what a codec is: preset, rates, bitrate, size, training)
 
 The experiments (and MNE, matplotlib, ...) are imported inside the command that needs them.
 """
@@ -175,6 +176,20 @@ def _convert(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _info(args: argparse.Namespace, rest: list[str]) -> int:
+    """Print what the codec at ``args.codec`` is (biocodec_jax.info); exit 2 naming the file if it is none."""
+    from biocodec_jax import info
+    from biocodec_jax.interop.torch_checkpoint import CheckpointError
+
+    try:
+        facts = info.describe(args.codec, args.step)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(info.to_json(facts) if args.json else info.format_facts(facts))
+    return 0
+
+
 _CONVERT_EPILOG = """\
 examples:
   # the original's training checkpoint (or a .pt / .npz state dict) -> our codec directory
@@ -275,6 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--epoch", type=int, default=None, help="--to-torch: the 'epoch' entry of the checkpoint (default 0)")
     conv.add_argument("--force", action="store_true", help="overwrite an existing --output")
     conv.set_defaults(func=_convert)
+
+    inf = sub.add_parser(
+        "info",
+        help="what a codec is: preset, sampling and frame rate, bitrate, parameters, training step and data",
+        description="Describe a saved codec (Codec.save), a training run (workdir or checkpoints/) or the "
+        "original's PyTorch checkpoint (.pt / .npz).",
+        epilog="examples:\n  biocodec-jax info runs/demo/codec\n  biocodec-jax info runs/pretrain_eeg --step 5000\n"
+        "  biocodec-jax info biocodec_eeg.pt --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inf.add_argument("codec", help="a saved codec directory, a training workdir / checkpoints directory, or a .pt / .npz")
+    inf.add_argument("--step", type=int, default=None, help="a training run's checkpoint step (default: the latest readable)")
+    inf.add_argument("--json", action="store_true", help="print JSON instead of aligned lines")
+    inf.set_defaults(func=_info)
     return parser
 
 

@@ -1,0 +1,37 @@
+"""``biocodec-jax info``: what a codec is, from each kind of source."""
+
+import json
+
+import jax
+
+from biocodec_jax import Codec, preset
+from biocodec_jax.cli import main as cli_main
+from biocodec_jax.info import describe
+from tests.conftest import ORIGINAL_CKPT
+
+
+def test_describes_the_originals_checkpoint():
+    facts = describe(ORIGINAL_CKPT)
+    assert facts["kind"].startswith("PyTorch checkpoint") and facts["epoch"] == 1
+    assert facts["preset"] == "eeg" and facts["sample_rate_hz"] == 250 and facts["hop_samples"] == 12
+    assert facts["bitrate_bps_per_channel"] == 1000.0  # 6 x 8 bit x 20.83 Hz
+    assert facts["parameters"] == 3_152_770 and facts["codebooks_initialized"] is True
+
+
+def test_describes_a_saved_codec_as_json(tmp_path, capsys):
+    codec = Codec.from_preset("tiny")
+    codec.save(tmp_path / "tiny")
+    assert cli_main(["info", str(tmp_path / "tiny"), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    cfg = preset("tiny").codec
+    assert facts["kind"] == "saved codec" and facts["preset"] == "tiny"
+    assert facts["bitrate_bps_per_channel"] == cfg.bitrate and facts["codebooks_initialized"] is False
+    assert facts["parameters"] == sum(x.size for x in jax.tree.leaves(codec.params))
+
+
+def test_names_what_is_not_a_codec(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert cli_main(["info", str(tmp_path / "empty_dir_that_is_missing")]) == 2
+    assert "empty_dir_that_is_missing: not a saved codec" in capsys.readouterr().err
+    assert cli_main(["info", str(tmp_path / "notes.txt")]) == 2
+    assert "notes.txt" in capsys.readouterr().err
