@@ -263,6 +263,30 @@ class Codec:
 
         return StreamingDecoder(self, n_channels, n_q)
 
+    # --- recordings <-> tokens -------------------------------------------------------------
+    # biocodec_jax.tokenizer does I/O (MNE, data_pipelines): imported inside these methods only,
+    # as this core module imports no I/O code at module level.
+
+    def tokenize(self, recording: Any, *, n_q: int | None = None, prep: Any = None, source: str | None = None):
+        """A :class:`~biocodec_jax.tokenizer.Tokens` of ``recording`` (an ``mne.io.Raw`` or a path).
+
+        Channels of the codec's modality, prepared as its training data (resampled to its rate,
+        ``(x - median) / IQR`` per channel, clipped); see :func:`biocodec_jax.tokenizer.tokenize`.
+        """
+        from biocodec_jax import tokenizer
+
+        return tokenizer.tokenize(self, recording, n_q=n_q, prep=prep, source=source)
+
+    def detokenize(self, tokens: Any, *, resample: bool = True):
+        """``tokens`` decoded into an ``mne.io.RawArray`` in physical units at the original rate.
+
+        Raises ValueError naming both ids if the tokens were made by another codec; see
+        :func:`biocodec_jax.tokenizer.detokenize`.
+        """
+        from biocodec_jax import tokenizer
+
+        return tokenizer.detokenize(self, tokens, resample=resample)
+
     def _check_n_q(self, n_q: int | None) -> int:
         if n_q is None:
             return self.n_q

@@ -1,0 +1,392 @@
+"""Recordings <-> tokens: ``codec.tokenize(raw_or_path)`` and ``codec.detokenize(tokens)``.
+
+>>> tokens = codec.tokenize("data/eegmmidb/S004/S004R04.edf")   # or an mne.io.Raw
+>>> tokens.codes.shape                                          # int32 [channels, quantizers, frames]
+>>> tokens.save("S004R04.tokens.npz"); tokens = Tokens.load("S004R04.tokens.npz")
+>>> raw = codec.detokenize(tokens)                              # mne.io.RawArray, physical units
+
+The recording is prepared exactly as the codec's training data is (:mod:`data_pipelines.prepare`):
+the channels of the codec's modality are picked and canonically named
+(:func:`data_pipelines.channels.pick_channels`), filtered (the preparation preset's band-pass and
+notch, off by default) and resampled to the codec's rate, robustly normalised per channel over the
+whole recording, ``(x - median) / IQR``, and clipped to ``+-clip``. The per-channel median and IQR
+are kept in :attr:`Tokens.preprocessing` so that :func:`detokenize` can restore physical units;
+clipping and filtering cannot be undone.
+
+Tokens carry the :func:`fingerprint` of the codec that made them (``codec_id``); decoding them with
+another codec is refused. Problems with the recording raise :class:`TokenizeError`, a
+``ValueError`` (and a :class:`~data_pipelines.errors.RecordingError`) naming the recording.
+
+This module does the I/O (MNE, files); :mod:`biocodec_jax.codec` imports it only inside
+``Codec.tokenize`` / ``Codec.detokenize``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jax
+import mne
+import numpy as np
+
+from biocodec_jax import config as config_lib
+from data_pipelines.channels import pick_channels
+from data_pipelines.config import PrepareConfig, prepare_preset
+from data_pipelines.errors import ChannelError, RecordingError, source_of
+from data_pipelines.preprocess import check_finite, clip, filter_and_resample, robust_normalize, robust_stats
+from data_pipelines.readers import read_raw
+
+if TYPE_CHECKING:
+    from biocodec_jax.codec import Codec
+
+FORMAT = "biocodec-jax tokens v1"
+FINGERPRINT_CHARS = 16
+
+
+class TokenizeError(RecordingError, ValueError):
+    """A recording cannot be tokenized (wrong modality or rate, too short, NaN, ...); names it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Codec identity.
+
+
+def fingerprint(codec: "Codec") -> str:
+    """A short stable id of ``codec``: sha256 of its codec config (JSON) and every weight.
+
+    Hashes the architecture config, all parameters and the codebook states (path, dtype, shape and
+    bytes of every array, in tree order); the first :data:`FINGERPRINT_CHARS` hex digits.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(config_lib.to_dict(codec.codec_config), sort_keys=True).encode())
+    for tree_name, tree in (("params", codec.params), ("codebooks", codec.codebooks)):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            a = np.ascontiguousarray(np.asarray(leaf))
+            h.update(f"{tree_name}{jax.tree_util.keystr(path)}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()[:FINGERPRINT_CHARS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens.
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Tokens:
+    """The codes of one recording plus what is needed to turn them back into it.
+
+    ``codes`` int32 ``[C, K, T']``; ``n_samples`` samples at ``sample_rate`` (the codec's) were
+    encoded, ``original_n_samples`` at ``original_sample_rate`` were recorded. ``preprocessing``
+    holds the preparation parameters and per-channel ``median`` / ``iqr`` arrays (recording units);
+    ``start_time`` ``{"meas_date": ISO string or None, "first_samp": int, "offset_s": float}``.
+    """
+
+    codes: np.ndarray
+    channel_names: tuple[str, ...]
+    ch_types: tuple[str, ...]
+    units: tuple[str, ...]
+    token_rate: float
+    sample_rate: float
+    original_sample_rate: float
+    n_samples: int
+    original_n_samples: int
+    codec_id: str
+    preprocessing: dict
+    start_time: dict
+    source: str = "<raw>"
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def n_q(self) -> int:
+        return int(self.codes.shape[1])
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.codes.shape[2])
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.sample_rate
+
+    def save(self, path: str | Path) -> Path:
+        """Write an ``.npz`` (no pickles: strings and dicts as JSON); returns the path written."""
+        path = Path(path)
+        prep = {k: v for k, v in self.preprocessing.items() if k not in ("median", "iqr")}
+        meta = {
+            "format": FORMAT,
+            "channel_names": list(self.channel_names),
+            "ch_types": list(self.ch_types),
+            "units": list(self.units),
+            "token_rate": self.token_rate,
+            "sample_rate": self.sample_rate,
+            "original_sample_rate": self.original_sample_rate,
+            "n_samples": self.n_samples,
+            "original_n_samples": self.original_n_samples,
+            "codec_id": self.codec_id,
+            "preprocessing": prep,
+            "start_time": self.start_time,
+            "source": self.source,
+        }
+        with open(path, "wb") as f:  # a file object: numpy would otherwise append ".npz"
+            np.savez(
+                f,
+                codes=np.asarray(self.codes, np.int32),
+                median=np.asarray(self.preprocessing["median"], np.float64),
+                iqr=np.asarray(self.preprocessing["iqr"], np.float64),
+                meta=np.array(json.dumps(meta)),
+            )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Tokens":
+        """Read a file written by :meth:`save`."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                codes, median, iqr = z["codes"], z["median"], z["iqr"]
+        except (OSError, KeyError, ValueError) as e:
+            raise ValueError(f"{path}: not a tokens file ({type(e).__name__}: {e})") from e
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: unknown tokens format {meta.get('format')!r}; expected {FORMAT!r}")
+        return cls(
+            codes=codes.astype(np.int32),
+            channel_names=tuple(meta["channel_names"]),
+            ch_types=tuple(meta["ch_types"]),
+            units=tuple(meta["units"]),
+            token_rate=float(meta["token_rate"]),
+            sample_rate=float(meta["sample_rate"]),
+            original_sample_rate=float(meta["original_sample_rate"]),
+            n_samples=int(meta["n_samples"]),
+            original_n_samples=int(meta["original_n_samples"]),
+            codec_id=meta["codec_id"],
+            preprocessing={**meta["preprocessing"], "median": median, "iqr": iqr},
+            start_time=meta["start_time"],
+            source=meta.get("source", "<raw>"),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording -> normalised signal -> tokens.
+
+
+def prepare_config_for(codec: "Codec") -> PrepareConfig:
+    """The preparation preset of ``codec``'s modality (``emg`` for the emg preset, else ``eeg``) at its rate."""
+    modality = "emg" if codec.config.preset == "emg" else "eeg"
+    prep = prepare_preset(modality)
+    if prep.sample_rate != codec.sample_rate:
+        prep = dataclasses.replace(prep, sample_rate=float(codec.sample_rate))
+    return prep
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Prepared:
+    """A recording prepared for the codec: ``x`` float32 ``[C, n_samples]`` normalised and clipped."""
+
+    x: np.ndarray
+    median: np.ndarray
+    iqr: np.ndarray
+    info: mne.Info  # of the picked channels, at the original rate
+    source_channel_names: tuple[str, ...]
+    original_sample_rate: float
+    original_n_samples: int
+    first_samp: int
+    source: str
+    prep: PrepareConfig
+
+
+def _as_raw(recording: Any, source: str | None) -> tuple[mne.io.BaseRaw, str]:
+    if isinstance(recording, (str, Path)):
+        try:
+            raw = read_raw(recording)
+        except RecordingError as e:
+            raise TokenizeError(e.path, e.reason) from e
+        return raw, source or str(recording)
+    if isinstance(recording, mne.io.BaseRaw):
+        raw = recording.copy()  # never change the caller's recording
+        if not raw.preload:
+            raw.load_data(verbose=False)
+        return raw, source or source_of(recording)
+    raise TypeError(f"expected an mne.io.Raw or a path to a recording; got {type(recording).__name__}")
+
+
+def prepare_recording(codec: "Codec", recording: Any, *, prep: PrepareConfig | None = None, source: str | None = None) -> Prepared:
+    """Pick, filter, resample, normalise and clip ``recording`` as the codec's training data was.
+
+    Raises :class:`TokenizeError` (a ValueError naming the recording) for a recording without
+    channels of the codec's modality, sampled below ``prep.min_sample_rate``, shorter than one
+    frame at the codec's rate, holding NaN/Inf, or with a flat channel.
+    """
+    prep = prep or prepare_config_for(codec)
+    if prep.sample_rate != codec.sample_rate:
+        raise ValueError(f"preparation rate {prep.sample_rate:g} Hz differs from the codec's {codec.sample_rate} Hz")
+    raw, source = _as_raw(recording, source)
+    try:
+        source_names = tuple(raw.ch_names)
+        pick_channels(raw, prep.modality, only=prep.channels)
+        picked_source_names = tuple(_orig_names(raw, source_names))
+        sfreq = float(raw.info["sfreq"])
+        if sfreq < prep.min_sample_rate:
+            raise RecordingError(
+                source,
+                f"sampling rate {sfreq:g} Hz is below the minimum of {prep.min_sample_rate:g} Hz "
+                f"for the {codec.sample_rate} Hz {prep.modality.upper()} codec",
+            )
+        n_target = int(round(raw.n_times * prep.sample_rate / sfreq))
+        if n_target < codec.hop_length:
+            raise RecordingError(
+                source,
+                f"too short: {raw.n_times} samples at {sfreq:g} Hz ({n_target} at {codec.sample_rate} Hz) "
+                f"is less than one frame of {codec.hop_length} samples",
+            )
+        # As prepare does: NaN/Inf would be smeared over the channel by filtering; judge the data as recorded.
+        check_finite(raw.get_data(), raw.ch_names, source)
+        info = raw.info.copy()
+        original_n, first_samp = raw.n_times, int(raw.first_samp)
+        filter_and_resample(raw, prep.sample_rate, l_freq=prep.l_freq, h_freq=prep.h_freq, notch_freqs=prep.notch_freqs(sfreq))
+        data = raw.get_data()
+        x = robust_normalize(data, raw.ch_names, source)  # raises ChannelError for a flat channel
+        median, iqr = robust_stats(data)
+    except RecordingError as e:
+        if isinstance(e, TokenizeError):
+            raise
+        reason = f"channel {e.channel!r}: {e.reason}" if isinstance(e, ChannelError) else e.reason
+        raise TokenizeError(source if e.path in ("<raw>", "<array>") else e.path, reason) from e
+    x = np.ascontiguousarray(clip(x, prep.clip), dtype=np.float32)
+    return Prepared(x, median, iqr, info, picked_source_names, sfreq, original_n, first_samp, source, prep)
+
+
+def _orig_names(raw: mne.io.BaseRaw, source_names: tuple[str, ...]) -> list[str]:
+    """The names the picked channels had in the recording (pick_channels renames them in place)."""
+    from data_pipelines.channels import normalize_channel_name
+
+    by_canonical = {normalize_channel_name(n): n for n in source_names}
+    return [by_canonical.get(n, n) for n in raw.ch_names]
+
+
+def tokenize(
+    codec: "Codec",
+    recording: Any,
+    *,
+    n_q: int | None = None,
+    prep: PrepareConfig | None = None,
+    source: str | None = None,
+) -> Tokens:
+    """Tokens of ``recording`` (an ``mne.io.Raw`` or a path :func:`~data_pipelines.readers.read_raw` reads).
+
+    ``n_q``: quantizers to keep (all by default); ``prep``: preparation config (default: the preset
+    of the codec's modality, see :func:`prepare_config_for`); ``source``: name used in errors.
+    """
+    p = prepare_recording(codec, recording, prep=prep, source=source)
+    codes = np.asarray(codec.encode(p.x[None], n_q)[0], dtype=np.int32)  # [C, K, T']
+    ch_types = tuple(p.info.get_channel_types())
+    meas_date = p.info["meas_date"]
+    prep_cfg = p.prep
+    preprocessing = {
+        "modality": prep_cfg.modality,
+        "sample_rate": prep_cfg.sample_rate,
+        "l_freq": prep_cfg.l_freq,
+        "h_freq": prep_cfg.h_freq,
+        "notch_freqs": list(prep_cfg.notch_freqs(p.original_sample_rate) or []) or None,
+        "min_sample_rate": prep_cfg.min_sample_rate,
+        "normalization": "robust: (x - median) / iqr per channel over the whole recording",
+        "clip": prep_cfg.clip,
+        "source_channel_names": list(p.source_channel_names),
+        "median": p.median,
+        "iqr": p.iqr,
+    }
+    return Tokens(
+        codes=codes,
+        channel_names=tuple(p.info.ch_names),
+        ch_types=ch_types,
+        units=tuple(mne.defaults.DEFAULTS["si_units"].get(t, "AU") for t in ch_types),
+        token_rate=float(codec.codec_config.frame_rate),
+        sample_rate=float(codec.sample_rate),
+        original_sample_rate=p.original_sample_rate,
+        n_samples=int(p.x.shape[1]),
+        original_n_samples=int(p.original_n_samples),
+        codec_id=fingerprint(codec),
+        preprocessing=preprocessing,
+        start_time={
+            "meas_date": meas_date.isoformat() if meas_date is not None else None,
+            "first_samp": p.first_samp,
+            "offset_s": p.first_samp / p.original_sample_rate,
+        },
+        source=p.source,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens -> recording.
+
+
+def check_codec(codec: "Codec", tokens: Tokens) -> str:
+    """``codec``'s fingerprint; ValueError naming both ids if ``tokens`` came from another codec."""
+    codec_id = fingerprint(codec)
+    if tokens.codec_id != codec_id:
+        raise ValueError(
+            f"tokens of {tokens.source} were made by codec {tokens.codec_id}, not by this codec {codec_id}; "
+            "decode them with the codec that made them"
+        )
+    if float(codec.sample_rate) != tokens.sample_rate:  # cannot happen with matching ids; a corrupt file
+        raise ValueError(f"tokens are at {tokens.sample_rate:g} Hz but the codec runs at {codec.sample_rate} Hz")
+    return codec_id
+
+
+def decode_tokens(codec: "Codec", tokens: Tokens, *, normalized: bool = False) -> np.ndarray:
+    """The decoded signal ``[C, n_samples]`` at the codec's rate: physical units (float64), or the
+    codec's normalised domain (float32) with ``normalized=True``."""
+    check_codec(codec, tokens)
+    y = np.asarray(codec.decode(np.asarray(tokens.codes, np.int32)[None])[0])[:, : tokens.n_samples]
+    if normalized:
+        return y
+    median = np.asarray(tokens.preprocessing["median"], np.float64)
+    iqr = np.asarray(tokens.preprocessing["iqr"], np.float64)
+    return y.astype(np.float64) * iqr[:, None] + median[:, None]
+
+
+def detokenize(codec: "Codec", tokens: Tokens, *, resample: bool = True) -> mne.io.RawArray:
+    """``tokens`` decoded into an ``mne.io.RawArray`` in physical units, channels named and typed as
+    tokenized, ``meas_date`` and ``first_samp`` restored, resampled back to the original rate
+    (``resample=False``: left at the codec's rate). Tokens of another codec raise ValueError."""
+    y = decode_tokens(codec, tokens)
+    info = mne.create_info(list(tokens.channel_names), tokens.sample_rate, list(tokens.ch_types))
+    raw = mne.io.RawArray(y, info, verbose=False)
+    if resample and tokens.original_sample_rate != tokens.sample_rate:
+        raw.resample(tokens.original_sample_rate, verbose=False)
+        y = raw.get_data()
+        n = tokens.original_n_samples
+        if y.shape[1] >= n:
+            y = y[:, :n]
+        else:  # resampling rounded one sample short: repeat the edge
+            y = np.pad(y, ((0, 0), (0, n - y.shape[1])), mode="edge")
+        info = mne.create_info(list(tokens.channel_names), tokens.original_sample_rate, list(tokens.ch_types))
+        first_samp = int(tokens.start_time.get("first_samp", 0))
+    else:
+        first_samp = int(round(tokens.start_time.get("offset_s", 0.0) * tokens.sample_rate))
+    raw = mne.io.RawArray(y, info, first_samp=first_samp, verbose=False)
+    meas_date = tokens.start_time.get("meas_date")
+    if meas_date is not None:
+        raw.set_meas_date(datetime.datetime.fromisoformat(meas_date))
+    return raw
+
+
+__all__ = [
+    "Tokens",
+    "TokenizeError",
+    "fingerprint",
+    "prepare_config_for",
+    "prepare_recording",
+    "tokenize",
+    "detokenize",
+    "decode_tokens",
+    "check_codec",
+]

@@ -1,0 +1,170 @@
+"""``codec.tokenize`` / ``codec.detokenize``: recordings -> Tokens -> .npz -> Tokens -> physical-unit Raw.
+
+A codec with k-means-initialised codebooks (windows of the bundled PhysioNet EDF S001R04) tokenizes
+real recordings: the repo's EDF S004R04 (always, by path) and, where ``/work/shared`` exists, an
+EEGLAB ``.set``/``.fdt`` and a FIF file. The codec is barely trained, so the reconstruction is
+checked against the same codec's offline ``reconstruct`` of the normalised input, not against
+the recording. Channels and lengths are kept small so that the file runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+
+from biocodec_jax import Codec
+from biocodec_jax.tokenizer import Tokens, TokenizeError, fingerprint, prepare_config_for, prepare_recording
+from data_pipelines.channels import pick_channels
+from data_pipelines.errors import RecordingError
+from data_pipelines.readers import read_raw
+
+REPO = Path(__file__).resolve().parents[1]
+INIT_EDF = REPO / "data" / "eegmmidb" / "S001" / "S001R04.edf"
+EDF = REPO / "data" / "eegmmidb" / "S004" / "S004R04.edf"
+SHARED = Path("/work/shared/data/formats")
+EEGLAB = SHARED / "eeglab_data.set"
+FIF = SHARED / "data_resting_EO_200Hz_raw.fif"
+
+
+@pytest.fixture(scope="module")
+def codec():
+    from data_pipelines import prepare_preset, recording_windows
+
+    prep = dataclasses.replace(prepare_preset("eeg"), window_seconds=5.0)
+    w = recording_windows(INIT_EDF, prep).windows  # [n, 64, 1250] at 250 Hz, preprocessed
+    codec = Codec.from_preset("eeg", seed=0, init_batch=w[:2, :32].reshape(64, 1, 1250))
+    assert codec.initialized and codec.sample_rate == 250
+    return codec
+
+
+def _round_trip(codec, recording, reference: mne.io.BaseRaw, tmp_path, prep=None):
+    """tokenize -> save -> load -> detokenize, checked against ``reference`` (the picked input)."""
+    tokens = codec.tokenize(recording, prep=prep)
+    loaded = Tokens.load(tokens.save(tmp_path / "rec.tokens.npz"))
+    c, t_in = reference.get_data().shape
+
+    # Tokens and their file.
+    assert loaded.codes.dtype == np.int32 and loaded.codes.shape == (c, codec.n_q, -(-tokens.n_samples // codec.hop_length))
+    np.testing.assert_array_equal(loaded.codes, tokens.codes)
+    assert loaded.channel_names == tokens.channel_names == tuple(reference.ch_names)
+    assert loaded.codec_id == fingerprint(codec)
+    assert loaded.token_rate == codec.sample_rate / codec.hop_length and loaded.sample_rate == codec.sample_rate
+    assert loaded.original_sample_rate == reference.info["sfreq"] and loaded.original_n_samples == t_in
+    assert loaded.n_samples == round(t_in * codec.sample_rate / reference.info["sfreq"])
+    assert loaded.units == ("V",) * c and loaded.ch_types == tuple(reference.get_channel_types())
+    for key in ("median", "iqr"):
+        np.testing.assert_array_equal(loaded.preprocessing[key], tokens.preprocessing[key])
+    assert loaded.preprocessing["clip"] == 10.0 and loaded.preprocessing["sample_rate"] == 250.0
+    assert loaded.start_time == tokens.start_time
+
+    # Physical units at the original rate, same channels, types, length and start.
+    raw = codec.detokenize(loaded)
+    assert raw.ch_names == reference.ch_names and raw.get_channel_types() == reference.get_channel_types()
+    assert raw.info["sfreq"] == reference.info["sfreq"]
+    assert raw.get_data().shape == (c, t_in)
+    assert raw.info["meas_date"] == reference.info["meas_date"]
+    assert raw.first_samp == reference.first_samp
+    # At the codec's rate, re-normalised: exactly the codec's offline reconstruction of the prepared input.
+    at_rate = codec.detokenize(loaded, resample=False)
+    assert at_rate.info["sfreq"] == codec.sample_rate and at_rate.n_times == loaded.n_samples
+    med, iqr = loaded.preprocessing["median"][:, None], loaded.preprocessing["iqr"][:, None]
+    prepared = prepare_recording(codec, recording, prep=prep)
+    expected = np.asarray(codec.reconstruct(prepared.x[None])[0])
+    np.testing.assert_allclose((at_rate.get_data() - med) / iqr, expected, atol=1e-4, rtol=0)
+
+    # The input's scale and units. A barely trained decoder does not reproduce the amplitude
+    # (its output IQR is ~2% of its input's here), so the physical IQR ratio is compared with
+    # the codec's own gain in the normalised domain: a unit slip (V vs uV) would be off by 1e6.
+    def spread(a):
+        return np.subtract(*np.percentile(a, [75, 25], axis=1))
+
+    x, y = reference.get_data(), raw.get_data()
+    gain = spread(expected) / spread(prepared.x)
+    ratio = spread(y) / spread(x) / gain
+    assert np.all((ratio > 1 / 3) & (ratio < 3)), (ratio, gain)
+    assert np.all(np.abs(np.median(y, axis=1) - np.median(x, axis=1)) < 3 * spread(x))
+    return tokens
+
+
+def test_edf_by_path(codec, tmp_path):
+    prep = dataclasses.replace(prepare_config_for(codec), channels=("C3", "C4"))  # 2 of 64, whole 123 s
+    reference = pick_channels(read_raw(EDF), "eeg", only=("C3", "C4"))
+    tokens = _round_trip(codec, EDF, reference, tmp_path, prep=prep)
+    assert tokens.channel_names == ("C3", "C4") and tokens.preprocessing["source_channel_names"] == ["C3..", "C4.."]
+    assert tokens.original_sample_rate == 160.0 and tokens.start_time["meas_date"].startswith("2009-08-12")
+    assert str(EDF) in tokens.source
+
+
+def _cropped(path: Path, names: list[str], seconds: float) -> mne.io.BaseRaw:
+    raw = read_raw(path)
+    raw.pick(names).crop(tmax=seconds - 1 / raw.info["sfreq"])
+    return raw
+
+
+@pytest.mark.skipif(not EEGLAB.is_file(), reason="shared EEGLAB recording not available")
+def test_eeglab(codec, tmp_path):
+    raw = _cropped(EEGLAB, ["FPz", "EOG1", "F3"], 30.0)  # EOG1 is not EEG: dropped by the picker
+    reference = pick_channels(raw.copy(), "eeg")
+    assert reference.ch_names == ["FPZ", "F3"]
+    tokens = _round_trip(codec, raw, reference, tmp_path)
+    assert tokens.start_time["meas_date"] is None and tokens.original_sample_rate == 128.0
+
+
+@pytest.mark.skipif(not FIF.is_file(), reason="shared FIF recording not available")
+def test_fif(codec, tmp_path):
+    raw = read_raw(FIF).crop(tmax=30.0 - 1 / 200)
+    reference = pick_channels(raw.copy(), "eeg")
+    assert raw.first_samp > 0 and raw.info["meas_date"] is not None
+    tokens = _round_trip(codec, raw, reference, tmp_path)
+    assert tokens.start_time["offset_s"] == pytest.approx(raw.first_samp / 200.0)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def _array_raw(n_channels: int, sfreq: float, n_samples: int, ch_type: str = "eeg", seed: int = 0) -> mne.io.RawArray:
+    x = np.random.default_rng(seed).normal(scale=1e-5, size=(n_channels, n_samples))
+    info = mne.create_info([f"C{i}" for i in range(n_channels)], sfreq, ch_type)
+    return mne.io.RawArray(x, info, verbose=False)
+
+
+def test_rate_too_low(codec):
+    with pytest.raises(ValueError, match=r"50 Hz is below the minimum of 128 Hz") as e:
+        codec.tokenize(_array_raw(2, 50.0, 500), source="slow-recording")
+    assert isinstance(e.value, RecordingError) and "slow-recording" in str(e.value)
+
+
+def test_no_channels_of_the_modality(codec):
+    with pytest.raises(ValueError, match=r"no EEG channels"):
+        codec.tokenize(_array_raw(2, 250.0, 2500, ch_type="emg"))
+
+
+def test_shorter_than_one_frame(codec):
+    with pytest.raises(ValueError, match=rf"less than one frame of {codec.hop_length} samples"):
+        codec.tokenize(_array_raw(2, 250.0, codec.hop_length - 1))
+
+
+def test_nan(codec):
+    raw = _array_raw(2, 250.0, 2500)
+    raw._data[1, 100] = np.nan
+    with pytest.raises(ValueError, match=r"channel 'C1': 1 non-finite"):
+        codec.tokenize(raw)
+
+
+def test_missing_file(codec, tmp_path):
+    with pytest.raises(TokenizeError, match=r"no such file"):
+        codec.tokenize(tmp_path / "absent.edf")
+
+
+def test_tokens_of_another_codec_refused(codec):
+    other = Codec.from_preset("eeg", seed=1)
+    assert fingerprint(other) != fingerprint(codec)
+    assert fingerprint(codec) == fingerprint(codec)  # stable
+    tokens = other.tokenize(_array_raw(1, 250.0, 250))
+    assert tokens.codec_id == fingerprint(other)
+    with pytest.raises(ValueError, match=rf"{tokens.codec_id}.*{fingerprint(codec)}"):
+        codec.detokenize(tokens)
