@@ -7,6 +7,8 @@
     biocodec-jax convert --from-torch CKPT.pt --output DIR [--preset eeg|emg]   (the original's weights -> ours)
     biocodec-jax convert --to-torch DIR_OR_WORKDIR --output CKPT.pt [--step N]  (ours -> the original's checkpoint)
     biocodec-jax info CODEC [--step N] [--json]   (what a codec is: preset, rates, bitrate, size, training)
+    biocodec-jax tokenize --codec CODEC --input FILE_OR_DIR --output DIR [--n-q K]   (recordings -> *_tokens.npz)
+    biocodec-jax reconstruct --codec CODEC --input TOKENS_OR_DIR --output DIR       (tokens -> *_recon_raw.fif)
 
 The experiments (and MNE, matplotlib, ...) are imported inside the command that needs them.
 """
@@ -176,6 +178,36 @@ def _convert(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _load_codec(spec: str):
+    """A codec from a saved codec / training run directory or the original's .pt / .npz."""
+    from pathlib import Path
+
+    from biocodec_jax import Codec
+
+    path = Path(spec)
+    return Codec.from_torch_checkpoint(path) if path.is_file() else Codec.load(path)
+
+
+def _tokens_io(args: argparse.Namespace, rest: list[str]) -> int:
+    """``tokenize`` / ``reconstruct``: every file, bad ones reported and skipped; exit 1 if any failed."""
+    from biocodec_jax import tokenizer
+    from biocodec_jax.interop.torch_checkpoint import CheckpointError
+
+    try:
+        codec = _load_codec(args.codec)
+        if args.command == "tokenize":
+            report = tokenizer.tokenize_files(codec, args.input, args.output, n_q=args.n_q, progress=not args.no_progress)
+        else:
+            report = tokenizer.reconstruct_files(codec, args.input, args.output, progress=not args.no_progress)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path, reason in report["failed"]:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"{args.command}: {len(report['written'])} written to {args.output}, {len(report['failed'])} skipped")
+    return 1 if report["failed"] else 0
+
+
 def _info(args: argparse.Namespace, rest: list[str]) -> int:
     """Print what the codec at ``args.codec`` is (biocodec_jax.info); exit 2 naming the file if it is none."""
     from biocodec_jax import info
@@ -304,6 +336,37 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--step", type=int, default=None, help="a training run's checkpoint step (default: the latest readable)")
     inf.add_argument("--json", action="store_true", help="print JSON instead of aligned lines")
     inf.set_defaults(func=_info)
+
+    tok = sub.add_parser(
+        "tokenize",
+        help="recordings (EDF, BDF, GDF, FIF, EEGLAB, BrainVision) -> tokens (*_tokens.npz), with the codec's preparation",
+        description="Pick the codec's channels, prepare them as its training data (rate, robust normalisation, "
+        "clip) and write each recording's codes with its channel names, rates, start time and normalisation. "
+        "Bad recordings are reported and skipped; exit 1 if any was skipped, 2 if nothing could start.",
+        epilog="examples:\n  biocodec-jax tokenize --codec runs/demo/codec --input data/eegmmidb --output tokens/\n"
+        "  biocodec-jax tokenize --codec biocodec_eeg.pt --input sub-01.edf --output tokens/ --n-q 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tok.add_argument("--codec", required=True, help="saved codec, training run, or the original's .pt / .npz")
+    tok.add_argument("--input", required=True, help="a recording or a folder of recordings (searched recursively)")
+    tok.add_argument("--output", required=True, help="folder for <name>_tokens.npz")
+    tok.add_argument("--n-q", type=int, default=None, help="quantizers to keep (default all: the full bitrate)")
+    tok.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tok.set_defaults(func=_tokens_io)
+
+    rec = sub.add_parser(
+        "reconstruct",
+        help="tokens (*_tokens.npz) -> recordings (*_recon_raw.fif) in physical units at the original rate",
+        description="Decode tokens made by `biocodec-jax tokenize` with the same codec (another codec's tokens "
+        "are refused) and undo the normalisation. Bad files are reported and skipped (exit 1).",
+        epilog="examples:\n  biocodec-jax reconstruct --codec runs/demo/codec --input tokens/ --output recon/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rec.add_argument("--codec", required=True, help="the codec that made the tokens")
+    rec.add_argument("--input", required=True, help="a *_tokens.npz file or a folder of them")
+    rec.add_argument("--output", required=True, help="folder for <name>_recon_raw.fif")
+    rec.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rec.set_defaults(func=_tokens_io)
     return parser
 
 

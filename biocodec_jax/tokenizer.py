@@ -390,3 +390,75 @@ __all__ = [
     "decode_tokens",
     "check_codec",
 ]
+
+
+# --- files in, files out (``biocodec-jax tokenize`` / ``reconstruct``) --------------------------
+
+TOKENS_SUFFIX = "_tokens.npz"
+
+
+def _inputs(path: Path, pattern: str) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob(pattern) if p.is_file())
+    if path.is_file():
+        return [path]
+    raise FileNotFoundError(f"{path}: no such file or directory")
+
+
+def tokenize_files(codec: "Codec", source: str | Path, output: str | Path, *, n_q: int | None = None,
+                   progress: bool = True) -> dict[str, list]:
+    """Tokenize a recording, or every recording under a directory, into ``output/<name>_tokens.npz``.
+
+    A bad recording is reported and skipped, never half-written (each file is written whole, then
+    renamed into place). Returns ``{"written": [paths], "failed": [(path, reason)]}``.
+    """
+    from data_pipelines.readers import SUPPORTED_SUFFIXES, recording_format
+
+    from tqdm import tqdm
+
+    source, output = Path(source), Path(output)
+    files = _inputs(source, "*")
+    if source.is_dir():
+        files = [f for f in files if f.name.lower().endswith(SUPPORTED_SUFFIXES)]
+        if not files:
+            raise FileNotFoundError(f"{source}: no recordings ({', '.join(SUPPORTED_SUFFIXES)})")
+    output.mkdir(parents=True, exist_ok=True)
+    report: dict[str, list] = {"written": [], "failed": []}
+    for path in tqdm(files, desc="tokenize", unit="file", disable=not progress or len(files) < 2):
+        try:
+            recording_format(path)
+            tokens = tokenize(codec, path, n_q=n_q)
+            name = path.name[: -len(recording_format(path))] + TOKENS_SUFFIX
+            tmp = output / f".{name}.partial.npz"
+            tokens.save(tmp)
+            tmp.replace(output / name)
+            report["written"].append(output / name)
+        except (RecordingError, ValueError, OSError) as err:
+            report["failed"].append((path, str(err)))
+    return report
+
+
+def reconstruct_files(codec: "Codec", source: str | Path, output: str | Path, *, progress: bool = True) -> dict[str, list]:
+    """Decode ``*_tokens.npz`` (one file or a directory of them) into ``output/<name>_recon_raw.fif``
+    (physical units, original rate and channel names). Like :func:`tokenize_files`, bad inputs
+    (unreadable, another codec's tokens) are reported and skipped."""
+    from tqdm import tqdm
+
+    source, output = Path(source), Path(output)
+    files = _inputs(source, f"*{TOKENS_SUFFIX}")
+    if not files:
+        raise FileNotFoundError(f"{source}: no *{TOKENS_SUFFIX} files")
+    output.mkdir(parents=True, exist_ok=True)
+    report: dict[str, list] = {"written": [], "failed": []}
+    for path in tqdm(files, desc="reconstruct", unit="file", disable=not progress or len(files) < 2):
+        try:
+            raw = detokenize(codec, Tokens.load(path))
+            stem = path.name[: -len(TOKENS_SUFFIX)] if path.name.endswith(TOKENS_SUFFIX) else path.stem
+            target = output / f"{stem}_recon_raw.fif"
+            tmp = output / f".{stem}.partial_raw.fif"
+            raw.save(tmp, overwrite=True, verbose=False)
+            tmp.replace(target)
+            report["written"].append(target)
+        except (ValueError, OSError, KeyError) as err:
+            report["failed"].append((path, str(err)))
+    return report

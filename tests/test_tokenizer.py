@@ -168,3 +168,31 @@ def test_tokens_of_another_codec_refused(codec):
     assert tokens.codec_id == fingerprint(other)
     with pytest.raises(ValueError, match=rf"{tokens.codec_id}.*{fingerprint(codec)}"):
         codec.detokenize(tokens)
+
+
+def test_cli_tokenize_and_reconstruct_a_folder_skipping_bad_files(tmp_path, capsys):
+    import shutil
+
+    from biocodec_jax.cli import main as cli_main
+
+    codec_dir = Codec.from_preset("tiny", seed=0).save(tmp_path / "codec")
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    shutil.copy(EDF, recordings / EDF.name)
+    (recordings / "broken.edf").write_text("not an EDF file")
+    args = ["--codec", str(codec_dir), "--no-progress"]
+    assert cli_main(["tokenize", *args, "--input", str(recordings), "--output", str(tmp_path / "tokens")]) == 1
+    out = capsys.readouterr()
+    assert "1 written" in out.out and "broken.edf" in out.err
+    assert [p.name for p in (tmp_path / "tokens").iterdir()] == [EDF.stem + "_tokens.npz"]  # nothing partial left
+
+    assert cli_main(["reconstruct", *args, "--input", str(tmp_path / "tokens"), "--output", str(tmp_path / "recon")]) == 0
+    raw = mne.io.read_raw_fif(tmp_path / "recon" / f"{EDF.stem}_recon_raw.fif", verbose=False)
+    reference = read_raw(EDF)
+    assert raw.info["sfreq"] == reference.info["sfreq"] and len(raw.ch_names) == len(reference.ch_names)
+    assert raw.n_times == reference.n_times
+
+    other = Codec.from_preset("tiny", seed=1).save(tmp_path / "other")
+    code = cli_main(["reconstruct", "--codec", str(other), "--no-progress", "--input", str(tmp_path / "tokens"),
+                     "--output", str(tmp_path / "recon2")])
+    assert code == 1 and "not by this codec" in capsys.readouterr().err
