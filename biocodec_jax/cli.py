@@ -178,23 +178,13 @@ def _convert(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
-def _load_codec(spec: str):
-    """A codec from a saved codec / training run directory or the original's .pt / .npz."""
-    from pathlib import Path
-
-    from biocodec_jax import Codec
-
-    path = Path(spec)
-    return Codec.from_torch_checkpoint(path) if path.is_file() else Codec.load(path)
-
-
 def _tokens_io(args: argparse.Namespace, rest: list[str]) -> int:
     """``tokenize`` / ``reconstruct``: every file, bad ones reported and skipped; exit 1 if any failed."""
-    from biocodec_jax import tokenizer
+    from biocodec_jax import Codec, tokenizer
     from biocodec_jax.interop.torch_checkpoint import CheckpointError
 
     try:
-        codec = _load_codec(args.codec)
+        codec = Codec.open(args.codec)
         if args.command == "tokenize":
             report = tokenizer.tokenize_files(codec, args.input, args.output, n_q=args.n_q, progress=not args.no_progress)
         else:

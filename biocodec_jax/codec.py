@@ -122,6 +122,15 @@ class Codec:
         params, codebooks = torch_checkpoint.from_torch_state_dict(sd, config.codec, str(path))
         return cls(config, params, codebooks)
 
+    @classmethod
+    def open(cls, path: str | Path) -> "Codec":
+        """Whatever ``path`` holds: a saved codec or training run (:meth:`load`), or the original's
+        ``.pt`` / ``.npz`` (:meth:`from_torch_checkpoint`)."""
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"{path}: no such codec; give a codec directory, a training workdir or a .pt/.npz file")
+        return cls.from_torch_checkpoint(p) if p.is_file() else cls.load(p)
+
     def to_torch_state_dict(self) -> dict[str, np.ndarray]:
         """The weights under the original's state-dict keys and layouts (numpy arrays)."""
         return torch_checkpoint.to_torch_state_dict(self.params, self.codebooks, self.codec_config)

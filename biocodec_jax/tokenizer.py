@@ -426,9 +426,9 @@ def tokenize_files(codec: "Codec", source: str | Path, output: str | Path, *, n_
     report: dict[str, list] = {"written": [], "failed": []}
     for path in tqdm(files, desc="tokenize", unit="file", disable=not progress or len(files) < 2):
         try:
-            recording_format(path)
+            suffix = recording_format(path)
             tokens = tokenize(codec, path, n_q=n_q)
-            name = path.name[: -len(recording_format(path))] + TOKENS_SUFFIX
+            name = path.name[: -len(suffix)] + TOKENS_SUFFIX
             tmp = output / f".{name}.partial.npz"
             tokens.save(tmp)
             tmp.replace(output / name)

@@ -59,12 +59,7 @@ def load_codec(path: str):
     """Our codec directory / training workdir (``Codec.load``) or the original's checkpoint (``.pt``/``.npz``)."""
     from biocodec_jax import Codec
 
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{path}: no such codec; give a codec directory, a training workdir or a .pt/.npz file")
-    if p.is_file():
-        return Codec.from_torch_checkpoint(p)
-    return Codec.load(p)
+    return Codec.open(path)
 
 
 def eval_config(args: argparse.Namespace):
