@@ -31,6 +31,12 @@ from biocodec_jax.quantization.codebook import CodebookState
 
 CONFIG_FILE = "config.json"
 ARRAYS_DIR = "arrays"
+# What the codec was trained on, beside its weights: {"preprocessing": the `prepare` config of its
+# training data (a plain dict, so that this core module needs no data-pipeline import),
+# "training": {"step", "data", "workdir"}}. A saved codec keeps it in this file; a training run
+# keeps the preprocessing in its workdir (written by the training loop) and the rest in its checkpoints.
+METADATA_FILE = "metadata.json"
+PREPROCESSING_FILE = "preprocessing.json"
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -71,6 +77,17 @@ def _has_checkpoints(directory: Path) -> bool:
     return directory.is_dir() and any(p.is_dir() and p.name.isdigit() for p in directory.iterdir())
 
 
+def _run_metadata(directory: Path, config: Config, step: int) -> dict:
+    """Provenance of a training run's checkpoint: its step and data, and the preprocessing file the
+    training loop wrote into the workdir (``directory`` is the workdir or its checkpoints directory)."""
+    workdir = directory if (directory / "checkpoints").is_dir() else directory.parent
+    metadata: dict = {"training": {"step": int(step), "data": config.train.data or None, "workdir": str(workdir)}}
+    prep_file = workdir / PREPROCESSING_FILE
+    if prep_file.is_file():
+        metadata["preprocessing"] = json.loads(prep_file.read_text())
+    return metadata
+
+
 @dataclasses.dataclass
 class Codec:
     """A BioCodec model ready to embed, encode, decode and reconstruct signals."""
@@ -79,6 +96,8 @@ class Codec:
     params: nnx.State
     codebooks: CodebookState
     graphdef: nnx.GraphDef = dataclasses.field(repr=False, default=None)
+    # Provenance (see METADATA_FILE): how the training data was prepared, and which run made it.
+    metadata: dict = dataclasses.field(repr=False, default_factory=dict)
 
     def __post_init__(self):
         if self.graphdef is None:
@@ -154,13 +173,14 @@ class Codec:
     # --- our own format ----------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and the arrays (Orbax) into ``directory``; returns it."""
+        """Write ``config.json``, ``metadata.json`` and the arrays (Orbax) into ``directory``; returns it."""
         import orbax.checkpoint as ocp
 
         directory = Path(directory).absolute()
         directory.mkdir(parents=True, exist_ok=True)
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(directory / ARRAYS_DIR, {"params": self.params, "codebooks": self.codebooks}, force=True)
+        (directory / METADATA_FILE).write_text(json.dumps(self.metadata, indent=2) + "\n")
         (directory / CONFIG_FILE).write_text(json.dumps(config_lib.to_dict(self.config), indent=2) + "\n")
         return directory
 
@@ -181,8 +201,8 @@ class Codec:
             if _has_checkpoints(directory):
                 from biocodec_jax.training import checkpointing
 
-                config, params, codebooks, _ = checkpointing.restore_params(directory, step)
-                return cls(config, params, codebooks)
+                config, params, codebooks, found = checkpointing.restore_params(directory, step)
+                return cls(config, params, codebooks, metadata=_run_metadata(directory, config, found))
             raise FileNotFoundError(
                 f"{directory}: not a saved codec (no {CONFIG_FILE}) nor a training run "
                 "(no checkpoints/ directory and no checkpoint step directories)"
@@ -194,7 +214,9 @@ class Codec:
         target = {"params": abstract, "codebooks": jax.eval_shape(lambda: model_lib.init_codebooks(config.codec))}
         with ocp.StandardCheckpointer() as ckptr:
             restored = ckptr.restore(directory / ARRAYS_DIR, target)
-        return cls(config, restored["params"], restored["codebooks"], graphdef)
+        meta_file = directory / METADATA_FILE
+        metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        return cls(config, restored["params"], restored["codebooks"], graphdef, metadata)
 
     # --- properties --------------------------------------------------------------------------
 
@@ -213,6 +235,11 @@ class Codec:
     @property
     def n_q(self) -> int:
         return self.codec_config.n_q
+
+    @property
+    def preprocessing(self) -> dict | None:
+        """The ``prepare`` config (a dict) of the training data, or None where unknown (e.g. a ``.pt``)."""
+        return self.metadata.get("preprocessing")
 
     @property
     def initialized(self) -> bool:

@@ -30,12 +30,12 @@ def describe(source: str | Path, step: int | None = None) -> dict[str, Any]:
     elif (path / codec_lib.CONFIG_FILE).is_file():
         codec = codec_lib.Codec.load(path)
         facts["kind"] = "saved codec"
-        facts["training_step"] = None
+        facts["training_step"] = codec.metadata.get("training", {}).get("step")
     elif path.is_dir() and codec_lib._has_checkpoints(path):
         from biocodec_jax.training import checkpointing
 
         config, params, codebooks, found = checkpointing.restore_params(path, step)
-        codec = codec_lib.Codec(config, params, codebooks)
+        codec = codec_lib.Codec(config, params, codebooks, metadata=codec_lib._run_metadata(path, config, found))
         facts["kind"] = "training run"
         facts["training_step"] = int(found)
     else:
@@ -56,9 +56,23 @@ def describe(source: str | Path, step: int | None = None) -> dict[str, Any]:
         codebooks_initialized=codec.initialized,
         window_seconds=train.window_seconds,
         planned_steps=train.steps if facts["kind"] == "training run" else None,
-        data=train.data or None,
+        data=codec.metadata.get("training", {}).get("data") or train.data or None,
+        preprocessing=_preprocessing_summary(codec.preprocessing),
     )
     return facts
+
+
+def _preprocessing_summary(prep: dict | None) -> str:
+    """One line on how the training data was prepared (what ``tokenize`` will do to a recording)."""
+    if not prep:
+        return "not stored (tokenize uses the modality's prepare preset)"
+    lo, hi = prep.get("l_freq"), prep.get("h_freq")
+    band = "no band-pass" if lo is None and hi is None else f"band-pass {lo or 0:g}-{'Nyquist' if hi is None else f'{hi:g}'} Hz"
+    notch = f", notch {prep['notch_freq']:g} Hz" if prep.get("notch_freq") else ""
+    clip = f"clip +-{prep['clip']:g}" if prep.get("clip") is not None else "no clipping"
+    channels = f", channels {', '.join(prep['channels'])}" if prep.get("channels") else ""
+    return (f"{prep.get('modality', '?').upper()} at {prep.get('sample_rate', 0):g} Hz, {band}{notch}, "
+            f"robust (x - median) / IQR, {clip}{channels}")
 
 
 def format_facts(facts: dict[str, Any]) -> str:
@@ -71,6 +85,7 @@ def format_facts(facts: dict[str, Any]) -> str:
         "compression_ratio_vs_float32": "compression vs float32 samples", "parameters": "parameters",
         "codebooks_initialized": "codebooks initialised", "training_step": "training step",
         "planned_steps": "planned steps", "epoch": "epoch", "window_seconds": "training window (s)", "data": "training data",
+        "preprocessing": "preprocessing",
     }
 
     def show(value: Any) -> str:

@@ -5,13 +5,15 @@
 >>> tokens.save("S004R04.tokens.npz"); tokens = Tokens.load("S004R04.tokens.npz")
 >>> raw = codec.detokenize(tokens)                              # mne.io.RawArray, physical units
 
-The recording is prepared exactly as the codec's training data is (:mod:`data_pipelines.prepare`):
-the channels of the codec's modality are picked and canonically named
-(:func:`data_pipelines.channels.pick_channels`), filtered (the preparation preset's band-pass and
-notch, off by default) and resampled to the codec's rate, robustly normalised per channel over the
-whole recording, ``(x - median) / IQR``, and clipped to ``+-clip``. The per-channel median and IQR
-are kept in :attr:`Tokens.preprocessing` so that :func:`detokenize` can restore physical units;
-clipping and filtering cannot be undone.
+The recording is prepared exactly as the codec's training data was (:mod:`data_pipelines.prepare`,
+with the ``prepare`` config stored with the codec, see :func:`prepare_config_for`): the channels of
+the codec's modality are picked (:func:`data_pipelines.channels.pick_channels`), filtered (band-pass
+and notch if the config has them; off by default) and resampled to the codec's rate, robustly
+normalised per channel over the whole recording, ``(x - median) / IQR``, and clipped to ``+-clip``.
+The per-channel median and IQR are kept in :attr:`Tokens.preprocessing` so that :func:`detokenize`
+can restore physical units; clipping and filtering cannot be undone. Channel names round-trip as
+the recording has them (``Tokens.channel_names``); the canonical names the training data uses
+("C3" for PhysioNet's "C3..") are in ``Tokens.canonical_channel_names``.
 
 Tokens carry the :func:`fingerprint` of the codec that made them (``codec_id``); decoding them with
 another codec is refused. Problems with the recording raise :class:`TokenizeError`, a
@@ -36,7 +38,7 @@ import numpy as np
 
 from biocodec_jax import config as config_lib
 from data_pipelines.channels import pick_channels
-from data_pipelines.config import PrepareConfig, prepare_preset
+from data_pipelines.config import PrepareConfig, config_from_dict, prepare_preset
 from data_pipelines.errors import ChannelError, RecordingError, source_of
 from data_pipelines.preprocess import check_finite, clip, filter_and_resample, robust_normalize, robust_stats
 from data_pipelines.readers import read_raw
@@ -87,7 +89,8 @@ class Tokens:
     """
 
     codes: np.ndarray
-    channel_names: tuple[str, ...]
+    channel_names: tuple[str, ...]  # as the recording names them (what detokenize restores)
+    canonical_channel_names: tuple[str, ...]  # as the codec's training data names them ("C3" for "C3..")
     ch_types: tuple[str, ...]
     units: tuple[str, ...]
     token_rate: float
@@ -123,6 +126,7 @@ class Tokens:
         meta = {
             "format": FORMAT,
             "channel_names": list(self.channel_names),
+            "canonical_channel_names": list(self.canonical_channel_names),
             "ch_types": list(self.ch_types),
             "units": list(self.units),
             "token_rate": self.token_rate,
@@ -160,6 +164,7 @@ class Tokens:
         return cls(
             codes=codes.astype(np.int32),
             channel_names=tuple(meta["channel_names"]),
+            canonical_channel_names=tuple(meta.get("canonical_channel_names", meta["channel_names"])),
             ch_types=tuple(meta["ch_types"]),
             units=tuple(meta["units"]),
             token_rate=float(meta["token_rate"]),
@@ -179,7 +184,21 @@ class Tokens:
 
 
 def prepare_config_for(codec: "Codec") -> PrepareConfig:
-    """The preparation preset of ``codec``'s modality (``emg`` for the emg preset, else ``eeg``) at its rate."""
+    """How ``codec``'s training data was prepared: the ``prepare`` config stored with the codec
+    (:attr:`Codec.preprocessing`: a training run's ``preprocessing.json`` or a saved codec's
+    ``metadata.json``), else the preset of its modality (``emg`` for the emg preset, else ``eeg``)
+    at its rate, e.g. for the original's ``.pt`` which records none."""
+    if codec.preprocessing:
+        try:
+            prep = config_from_dict(codec.preprocessing)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the codec's stored preprocessing is not a prepare config: {e}") from e
+        if prep.sample_rate != codec.sample_rate:
+            raise ValueError(
+                f"the codec's stored preprocessing resamples to {prep.sample_rate:g} Hz but the codec runs at "
+                f"{codec.sample_rate} Hz"
+            )
+        return prep
     modality = "emg" if codec.config.preset == "emg" else "eeg"
     prep = prepare_preset(modality)
     if prep.sample_rate != codec.sample_rate:
@@ -286,7 +305,7 @@ def tokenize(
     of the codec's modality, see :func:`prepare_config_for`); ``source``: name used in errors.
     """
     p = prepare_recording(codec, recording, prep=prep, source=source)
-    codes = np.asarray(codec.encode(p.x[None], n_q)[0], dtype=np.int32)  # [C, K, T']
+    codes = encode_channels(codec, p.x, n_q)  # [C, K, T']
     ch_types = tuple(p.info.get_channel_types())
     meas_date = p.info["meas_date"]
     prep_cfg = p.prep
@@ -299,13 +318,15 @@ def tokenize(
         "min_sample_rate": prep_cfg.min_sample_rate,
         "normalization": "robust: (x - median) / iqr per channel over the whole recording",
         "clip": prep_cfg.clip,
-        "source_channel_names": list(p.source_channel_names),
+        "channels": list(prep_cfg.channels) if prep_cfg.channels is not None else None,
+        "origin": "stored with the codec" if codec.preprocessing else f"{prep_cfg.modality} preset (the codec stores none)",
         "median": p.median,
         "iqr": p.iqr,
     }
     return Tokens(
         codes=codes,
-        channel_names=tuple(p.info.ch_names),
+        channel_names=p.source_channel_names,
+        canonical_channel_names=tuple(p.info.ch_names),
         ch_types=ch_types,
         units=tuple(mne.defaults.DEFAULTS["si_units"].get(t, "AU") for t in ch_types),
         token_rate=float(codec.codec_config.frame_rate),
@@ -328,6 +349,31 @@ def tokenize(
 # Tokens -> recording.
 
 
+# Samples (channels x time) per encoder call: activations take ~1 KB a sample (measured: 1 GB for
+# 8 channels x 125,000 samples), so a long many-channel recording is coded a few channels at a time.
+# Channels are coded independently, so this changes nothing in the result. One channel longer than
+# this is still coded in one call.
+MAX_SAMPLES_PER_CALL = 1_000_000
+
+
+def _channel_groups(n_channels: int, n_samples: int) -> list[slice]:
+    per_call = max(1, MAX_SAMPLES_PER_CALL // max(n_samples, 1))
+    return [slice(i, min(i + per_call, n_channels)) for i in range(0, n_channels, per_call)]
+
+
+def encode_channels(codec: "Codec", x: np.ndarray, n_q: int | None = None) -> np.ndarray:
+    """int32 codes ``[C, K, T']`` of a prepared signal ``x`` ``[C, n]``, in memory-bounded channel groups."""
+    groups = _channel_groups(x.shape[0], x.shape[1])
+    return np.concatenate([np.asarray(codec.encode(x[None, g], n_q)[0], dtype=np.int32) for g in groups])
+
+
+def decode_channels(codec: "Codec", codes: np.ndarray) -> np.ndarray:
+    """float32 ``[C, T' * hop]`` from codes ``[C, K, T']``, in memory-bounded channel groups."""
+    codes = np.asarray(codes, np.int32)
+    groups = _channel_groups(codes.shape[0], codes.shape[2] * codec.hop_length)
+    return np.concatenate([np.asarray(codec.decode(codes[None, g])[0]) for g in groups])
+
+
 def check_codec(codec: "Codec", tokens: Tokens) -> str:
     """``codec``'s fingerprint; ValueError naming both ids if ``tokens`` came from another codec."""
     codec_id = fingerprint(codec)
@@ -345,7 +391,7 @@ def decode_tokens(codec: "Codec", tokens: Tokens, *, normalized: bool = False) -
     """The decoded signal ``[C, n_samples]`` at the codec's rate: physical units (float64), or the
     codec's normalised domain (float32) with ``normalized=True``."""
     check_codec(codec, tokens)
-    y = np.asarray(codec.decode(np.asarray(tokens.codes, np.int32)[None])[0])[:, : tokens.n_samples]
+    y = decode_channels(codec, tokens.codes)[:, : tokens.n_samples]
     if normalized:
         return y
     median = np.asarray(tokens.preprocessing["median"], np.float64)
@@ -388,6 +434,8 @@ __all__ = [
     "tokenize",
     "detokenize",
     "decode_tokens",
+    "encode_channels",
+    "decode_channels",
     "check_codec",
 ]
 

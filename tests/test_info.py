@@ -29,6 +29,19 @@ def test_describes_a_saved_codec_as_json(tmp_path, capsys):
     assert facts["parameters"] == sum(x.size for x in jax.tree.leaves(codec.params))
 
 
+def test_a_saved_codec_tells_its_training_and_preprocessing(tmp_path):
+    from data_pipelines.config import config_to_dict, prepare_preset
+
+    prep = config_to_dict(prepare_preset("eeg"))
+    codec = Codec.from_preset("tiny")
+    codec.metadata = {"training": {"step": 1234, "data": "shards/tueg", "workdir": "runs/x"},
+                      "preprocessing": {**prep, "l_freq": 0.5, "h_freq": 45.0, "notch_freq": 60.0}}
+    facts = describe(codec.save(tmp_path / "tiny"))
+    assert facts["training_step"] == 1234 and facts["data"] == "shards/tueg"
+    assert facts["preprocessing"].startswith("EEG at 250 Hz, band-pass 0.5-45 Hz, notch 60 Hz")
+    assert "not stored" in describe(Codec.from_preset("tiny").save(tmp_path / "bare"))["preprocessing"]
+
+
 def test_names_what_is_not_a_codec(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     assert cli_main(["info", str(tmp_path / "empty_dir_that_is_missing")]) == 2

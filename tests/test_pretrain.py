@@ -89,6 +89,10 @@ def test_eight_devices_equal_one_device(shards, tmp_path):
         x, y = np.asarray(getattr(a.codebooks, name)), np.asarray(getattr(b.codebooks, name))
         assert np.max(np.abs(x - y)) <= 1e-4 * np.max(np.abs(x)), name
     assert np.all(np.asarray(a.codebooks.initialized))
+    # The run keeps how its data was prepared; the codec loaded from it carries that and its step.
+    manifest = json.loads((Path(shards) / "manifest.json").read_text())
+    assert a.preprocessing == manifest["config"] and a.metadata["training"]["step"] == 20
+    assert a.metadata["training"]["workdir"] == str((tmp_path / "one").absolute())
 
 
 def free_port() -> int:

@@ -5,8 +5,10 @@
 Every process of a multi-host job runs this same function (after
 :func:`~biocodec_jax.training.parallel.initialize_distributed`). What it does, in order:
 
-1. a mesh over all devices of all hosts; the Grain iterator over ``config.train.data`` giving
-   this process its share of every global batch;
+1. the resolved config (``config.yaml``) and the preparation of the training data
+   (``preprocessing.json``, from the shards' manifest; ``Codec.load`` and ``tokenize`` use it)
+   into ``workdir``; a mesh over all devices of all hosts; the Grain iterator over
+   ``config.train.data`` giving this process its share of every global batch;
 2. resume from the latest readable checkpoint in ``workdir/checkpoints`` (parameters,
    codebooks, optimiser state, step, RNG and the iterator's position), onto however many devices
    this run has; or start afresh: k-means codebooks from the first global batch, which is then
@@ -26,6 +28,7 @@ without an interruption in between.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
@@ -37,6 +40,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from biocodec_jax.codec import PREPROCESSING_FILE
 from biocodec_jax.config import Config, save_config
 from biocodec_jax.quantization.codebook import dead_code_count, perplexity
 from biocodec_jax.training import parallel
@@ -174,6 +178,9 @@ def pretrain(
             f"{tcfg.data}: shards hold {manifest['window_samples']}-sample windows at {manifest['sample_rate']} Hz; "
             f"the config wants {window} at {config.codec.sample_rate} Hz"
         )
+    if lead:
+        # Stored with the run so that a codec loaded from it tokenizes recordings as its data was prepared.
+        (workdir / PREPROCESSING_FILE).write_text(json.dumps(manifest["config"], indent=2) + "\n")
     mesh = parallel.make_mesh()
     parallel.check_batch_size(tcfg.batch_size, mesh)
     data_iter = make_train_iterator(
