@@ -357,7 +357,68 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--output", required=True, help="folder for <name>_recon_raw.fif")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar")
     rec.set_defaults(func=_tokens_io)
+
+    rep = sub.add_parser(
+        "report",
+        help="how well a codec codes a recording: report.md + report.json + figures (signals, PSD, bands, "
+        "correlation, SI-SDR, bitrate, codebook usage, quality vs quantizers)",
+        description="Prepare the recording as for tokenization, encode and decode it (with every number of "
+        "quantizers, 1..n_q) and write OUTPUT/report.md, OUTPUT/report.json and OUTPUT/figures/*.png. All "
+        "channels are measured; --channels of them are drawn. Exit status 0 on success, 2 when the codec "
+        "or the recording cannot be used (the message names it).",
+        epilog="examples:\n  biocodec-jax report --codec runs/demo/codec --input data/eegmmidb/S004/S004R04.edf\n"
+        "  biocodec-jax report --codec biocodec_eeg.pt --input sub-01_eeg.fif --output reports/sub-01 --channels 4\n"
+        "  biocodec-jax report --codec runs/pretrain_emg --input session1.bdf --excerpt 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rep.add_argument("--codec", required=True, help="saved codec, training run, or the original's .pt / .npz")
+    rep.add_argument("--input", required=True, help="a recording (EDF, BDF, GDF, FIF, EEGLAB, BrainVision)")
+    rep.add_argument("--output", default=None, help="report folder (default ./<recording name>_report)")
+    rep.add_argument("--channels", type=int, default=8, metavar="N", help="channels drawn in the signal figure (default 8)")
+    rep.add_argument("--excerpt", type=float, default=10.0, metavar="SECONDS",
+                     help="length of the drawn excerpt, from the middle of the recording (default 10)")
+    rep.set_defaults(func=_report)
     return parser
+
+
+def _report(args: argparse.Namespace, rest: list[str]) -> int:
+    """Write a codec's report on one recording (biocodec_jax.reports); exit 2 naming the file if unusable."""
+    import json
+    from pathlib import Path
+
+    from biocodec_jax import Codec, reports
+    from biocodec_jax.interop.torch_checkpoint import CheckpointError
+    from data_pipelines.errors import RecordingError
+    from data_pipelines.readers import recording_format
+
+    def fail(message: str, path: str | None = None) -> int:
+        named = message if path is None or str(path) in message else f"{path}: {message}"
+        print(f"error: {named}", file=sys.stderr)
+        return 2
+
+    if args.channels < 1:
+        return fail(f"--channels must be at least 1; got {args.channels}")
+    try:
+        codec = Codec.open(args.codec)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        return fail(str(err), args.codec)
+    name = Path(args.input).name
+    try:
+        name = name[: -len(recording_format(name))]
+    except RecordingError:
+        name = Path(name).stem  # reading will say what is wrong with it
+    output = Path(args.output) if args.output is not None else Path(f"{name}_report")
+    try:
+        paths = reports.write_report(codec, args.input, output, max_plot_channels=args.channels,
+                                     excerpt_seconds=args.excerpt, codec_source=str(args.codec))
+    except (RecordingError, ValueError, OSError) as err:  # TokenizeError is both
+        return fail(str(err), args.input)
+    summary = json.loads(paths["json"].read_text())["summary"]
+    corr, sdr = summary["correlation"]["mean"], summary["si_sdr_db"]["mean"]
+    print(f"{paths['markdown']}: report on {args.input} (mean correlation "
+          + ("n/a" if corr is None else f"{corr:.3f}") + ", mean SI-SDR " + ("n/a" if sdr is None else f"{sdr:.2f} dB")
+          + f"); figures in {paths['markdown'].parent / 'figures'}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
