@@ -14,8 +14,12 @@ What it does, one function a step:
    the jitted ``train_step`` on shuffled batches until a step cap or a time budget is reached.
 3. :func:`evaluate` codes the held-out subject with the trained codec in inference mode and
    reports Pearson correlation and SI-SDR with all quantizers and with fewer (lower bitrate).
-4. :func:`save_outputs` writes the resolved config, the codec, ``metrics.json`` and a plot of
-   held-out input vs reconstruction.
+   :func:`tokenizer_round_trip` then takes the held-out recording files through
+   ``codec.tokenize`` / ``codec.detokenize`` and correlates the result with the files in volts.
+4. :func:`save_outputs` writes the resolved config, the codec (with the preparation of its
+   training data, which ``tokenize`` uses), ``metrics.json`` and a plot of held-out input vs
+   reconstruction; then ``report/`` (:func:`biocodec_jax.reports.write_report`) on the first
+   held-out recording: spectra, bands, per-channel metrics, codebook usage, quality vs bitrate.
 
 The optimiser settings come from ``experiments/configs/demo_eeg.yaml``; the architecture is the
 ``eeg`` preset unchanged.
@@ -80,6 +84,8 @@ class DemoData:
     train_subjects: tuple[str, ...]
     heldout_subjects: tuple[str, ...]
     windows_per_subject: dict[str, int] = field(default_factory=dict)  # single-channel windows
+    preprocessing: dict = field(default_factory=dict)  # the prepare config, stored with the codec
+    heldout_recordings: tuple[Path, ...] = ()
 
 
 def subject_of(path: str | Path) -> str:
@@ -108,6 +114,7 @@ def find_recordings(data_dir: str | Path = DATA_DIR) -> dict[str, list[Path]]:
 def prepare_data(config, data_dir: str | Path = DATA_DIR, heldout_subjects: Sequence[str] = HELDOUT_SUBJECTS) -> DemoData:
     """Preprocess every recording at ``config``'s rate and window length and split by subject."""
     from data_pipelines import prepare_preset, recording_windows
+    from data_pipelines.config import config_to_dict
 
     sample_rate = config.codec.sample_rate
     prep = dataclasses.replace(
@@ -123,7 +130,7 @@ def prepare_data(config, data_dir: str | Path = DATA_DIR, heldout_subjects: Sequ
     if not train_subjects:
         raise ValueError(f"every subject in {data_dir} is held out; nothing left to train on")
 
-    train, heldout, heldout_channels, counts = [], [], [], {}
+    train, heldout, heldout_channels, counts, heldout_paths = [], [], [], {}, []
     for subject, paths in recordings.items():
         for path in paths:
             rec = recording_windows(path, prep)
@@ -131,6 +138,7 @@ def prepare_data(config, data_dir: str | Path = DATA_DIR, heldout_subjects: Sequ
             counts[subject] = counts.get(subject, 0) + len(items)
             if subject in heldout_subjects:
                 heldout.append(items)
+                heldout_paths.append(Path(path))
                 heldout_channels.extend(rec.channels * rec.windows.shape[0])  # window-major, as single_channel()
             else:
                 train.append(items)
@@ -141,6 +149,8 @@ def prepare_data(config, data_dir: str | Path = DATA_DIR, heldout_subjects: Sequ
         train_subjects=train_subjects,
         heldout_subjects=heldout_subjects,
         windows_per_subject=counts,
+        preprocessing=config_to_dict(prep),
+        heldout_recordings=tuple(heldout_paths),
     )
 
 
@@ -277,6 +287,37 @@ def evaluate(codec, windows: np.ndarray, n_qs: Sequence[int] = EVAL_N_QS, batch_
     return metrics, recons
 
 
+def tokenizer_round_trip(codec, recordings: Sequence[str | Path]) -> dict:
+    """Whole recordings through ``codec.tokenize`` -> ``codec.detokenize``, compared with the file.
+
+    Each recording is tokenized as a user would (the codec's stored preprocessing), decoded back to
+    physical units at the recording's own rate and channel names, and correlated per channel with
+    the recording as read (volts, no preprocessing). Agreement with :func:`evaluate`'s windowed
+    numbers says the tokenizer's preparation and its way back (units, rate, names) are right.
+    """
+    from biocodec_jax.losses import pearson_correlation
+    from data_pipelines.readers import read_raw
+
+    per_recording, corrs = {}, []
+    for path in recordings:
+        tokens = codec.tokenize(path)
+        recon = codec.detokenize(tokens)
+        original = read_raw(path)
+        assert recon.ch_names == list(tokens.channel_names)  # the file's own names
+        x = original.get_data(picks=recon.ch_names)
+        corr = np.asarray(pearson_correlation(x, recon.get_data()))
+        corrs.append(corr)
+        per_recording[Path(path).name] = {
+            "channels": len(recon.ch_names),
+            "sample_rate": recon.info["sfreq"],
+            "seconds": float(recon.n_times / recon.info["sfreq"]),
+            "corr_mean": float(np.mean(corr)),
+            "corr_median": float(np.median(corr)),
+        }
+    corrs = np.concatenate(corrs)
+    return {"recordings": per_recording, "corr_mean": float(np.mean(corrs)), "corr_median": float(np.median(corrs))}
+
+
 # --- 4. outputs ------------------------------------------------------------------------------
 
 
@@ -403,7 +444,10 @@ def run_demo(
 
     from biocodec_jax import Codec
 
-    codec = Codec(config, result.state.params, result.state.codebooks)
+    codec = Codec(
+        config, result.state.params, result.state.codebooks,
+        metadata={"preprocessing": data.preprocessing, "training": {"step": n_steps, "data": str(data_dir)}},
+    )
     t0 = time.perf_counter()
     heldout_metrics, recons = evaluate(codec, data.heldout, eval_n_qs)
     eval_seconds = time.perf_counter() - t0
@@ -416,6 +460,15 @@ def run_demo(
             f"  n_q={k} ({m['bitrate_bps']:.0f} bit/s): corr {m['corr_mean']:.3f} (median {m['corr_median']:.3f}), "
             f"SI-SDR {m['si_sdr_mean']:.2f} dB (median {m['si_sdr_median']:.2f})"
         )
+
+    t0 = time.perf_counter()
+    round_trip = tokenizer_round_trip(codec, data.heldout_recordings)
+    tokenize_seconds = time.perf_counter() - t0
+    print(
+        f"tokenize -> detokenize of the held-out recordings ({', '.join(round_trip['recordings'])}), "
+        f"physical units at the recording's rate: corr {round_trip['corr_mean']:.3f} "
+        f"(median {round_trip['corr_median']:.3f})"
+    )
 
     metrics = {
         "preset": config.preset,
@@ -432,16 +485,27 @@ def run_demo(
         },
         "train": curve_summary(result.history, config.train.log_every),
         "heldout": heldout_metrics,
+        "tokenizer_round_trip": round_trip,
         "seconds": {
             "data": data_seconds,
             "init": result.init_seconds,
             "train": result.seconds,
             "eval": eval_seconds,
+            "tokenize": tokenize_seconds,
         },
     }
     t0 = time.perf_counter()
     paths = save_outputs(output, config, codec, metrics, data, recons)
     metrics["seconds"]["save"] = time.perf_counter() - t0
+    # The quality report of the first held-out recording, as `biocodec-jax report` writes it.
+    from biocodec_jax.reports import write_report
+
+    t0 = time.perf_counter()
+    paths["report"] = write_report(
+        codec, data.heldout_recordings[0], Path(output) / "report", n_qs=[int(k) for k in heldout_metrics],
+        codec_source=str(paths["codec"]),
+    )["markdown"]
+    metrics["seconds"]["report"] = time.perf_counter() - t0
     metrics["seconds"]["total"] = time.perf_counter() - t_start
     paths["metrics"].write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"wrote {', '.join(str(p) for p in paths.values())}; total {metrics['seconds']['total']:.0f} s")
@@ -451,7 +515,14 @@ def run_demo(
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Train the EEG codec for a few minutes on the bundled PhysioNet EEG and test it on a held-out subject.",
+        description="Train the EEG codec for a few minutes on the bundled PhysioNet EEG and test it on a held-out\n"
+        "subject: windows at 1-6 quantizers, the whole recording through tokenize/detokenize, and a\n"
+        "report (figures). Writes OUTPUT/config.yaml, codec/, metrics.json, reconstruction.png, report/.",
+        epilog="examples:\n"
+        "  biocodec-jax demo                                # ~5 min on 2 CPU cores, into runs/demo\n"
+        "  biocodec-jax demo --minutes 10 --output runs/demo10 --set optim.learning_rate=3e-3\n"
+        "  biocodec-jax demo --preset tiny --steps 2 --eval-n-q 1   # a smoke test in seconds",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help="training time budget, compilation included (default %(default)s)")
     parser.add_argument("--steps", type=int, default=None, help="at most this many training steps (default: the config's train.steps)")

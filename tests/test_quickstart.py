@@ -94,6 +94,15 @@ def test_demo_runs_end_to_end_with_tiny_preset(tmp_path):
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "reconstruction.png").stat().st_size > 0
     codec = Codec.load(tmp_path / "codec")
     assert codec.config.preset == "tiny" and codec.initialized
+    # The codec keeps how its data was prepared (tokenize uses it) and its training.
+    assert codec.preprocessing["sample_rate"] == codec.sample_rate and codec.preprocessing["clip"] == 10.0
+    assert codec.metadata["training"]["step"] == 2
+    round_trip = metrics["tokenizer_round_trip"]
+    assert list(round_trip["recordings"]) == ["S004R04.edf"] and round_trip["recordings"]["S004R04.edf"]["channels"] == 64
+    assert -1.0 <= round_trip["corr_mean"] <= 1.0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [row for row in report["quality_vs_bitrate"]["n_q"]] == [1, 2, 3]
+    assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / "figures" / "psd.png").is_file()
 
 
 @pytest.mark.slow
