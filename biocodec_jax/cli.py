@@ -9,6 +9,10 @@
     biocodec-jax info CODEC [--step N] [--json]   (what a codec is: preset, rates, bitrate, size, training)
     biocodec-jax tokenize --codec CODEC --input FILE_OR_DIR --output DIR [--n-q K]   (recordings -> *_tokens.npz)
     biocodec-jax reconstruct --codec CODEC --input TOKENS_OR_DIR --output DIR       (tokens -> *_recon_raw.fif)
+    biocodec-jax report --codec CODEC --input FILE [--output DIR]   (report.md + figures: how well it codes FILE)
+
+Every command's --help ends with examples; bad input exits 2 (nothing could start) or 1 (some
+files skipped) with a message naming the file.
 
 The experiments (and MNE, matplotlib, ...) are imported inside the command that needs them.
 """
@@ -39,11 +43,15 @@ def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
     overrides = list(args.set)
     if args.channels_per_recording is not None:
         overrides.append(f"channels_per_recording={args.channels_per_recording}")
-    config = load_prepare_config(args.preset, args.config, overrides)
     workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
-    manifest = prepare(
-        args.input, args.output, config, dataset=args.dataset, workers=workers, progress=not args.no_progress
-    )
+    try:
+        config = load_prepare_config(args.preset, args.config, overrides)
+        manifest = prepare(
+            args.input, args.output, config, dataset=args.dataset, workers=workers, progress=not args.no_progress
+        )
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:  # bad input, config or output: nothing started
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     splits = ", ".join(f"{k} {v['windows']} windows / {v['recordings']} recordings / {len(v['subjects'])} subjects" for k, v in manifest["splits"].items())
     bad_files = sum(1 for r in manifest["rejected"] if "channel" not in r)
     bad_channels = len(manifest["rejected"]) - bad_files
@@ -81,15 +89,15 @@ def _pretrain(args: argparse.Namespace, rest: list[str]) -> int:
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
-    if args.config is not None:
-        config = load_config(args.config, overrides)
-        if args.preset is not None and args.preset != config.preset:
-            raise SystemExit(f"--preset {args.preset} conflicts with {args.config} (preset {config.preset}); use one")
-    else:
-        from biocodec_jax.config import apply_overrides
-
-        config = apply_overrides(preset(args.preset or "eeg"), overrides)
     try:
+        if args.config is not None:
+            config = load_config(args.config, overrides)
+            if args.preset is not None and args.preset != config.preset:
+                raise ValueError(f"--preset {args.preset} conflicts with {args.config} (preset {config.preset}); use one")
+        else:
+            from biocodec_jax.config import apply_overrides
+
+            config = apply_overrides(preset(args.preset or "eeg"), overrides)
         result = pretrain(config, args.workdir, progress=not args.no_progress)
     except Preempted as e:
         print(str(e), file=sys.stderr)
@@ -97,6 +105,9 @@ def _pretrain(args: argparse.Namespace, rest: list[str]) -> int:
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except (FileNotFoundError, ValueError) as e:  # config, shards or workdir unusable (names the file)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if jax.process_index() == 0:
         last = result.losses.get(result.step)
         print(f"{args.workdir}: trained to step {result.step}" + (f", loss {last:.4f}" if last is not None else "")
@@ -110,8 +121,12 @@ def _evaluate(args: argparse.Namespace, rest: list[str]) -> int:
 
     if args.task is None or args.task in ("-h", "--help"):
         print("usage: biocodec-jax evaluate TASK --data DIR --codec CKPT_OR_WORKDIR [options]\n"
-              f"tasks: {', '.join(TASKS)}\nsee `biocodec-jax evaluate TASK --help` for a task's options")
-        return 0 if args.task else 2
+              f"tasks: {', '.join(TASKS)}\nsee `biocodec-jax evaluate TASK --help` for a task's options\n\n"
+              "examples:\n"
+              "  biocodec-jax evaluate eegmmi --data ../shared/data/eegmmidb --codec runs/demo/codec\n"
+              "  biocodec-jax evaluate bonn --data ../shared/data/bonn_epilepsy --codec original.pt --protocol low-resource")
+        asked = args.task is not None or any(a in ("-h", "--help") for a in rest)
+        return 0 if asked else 2
     try:
         task = get_task(args.task)
     except ValueError as err:
@@ -230,6 +245,85 @@ Exit status: 0 on success, 2 on a missing, unreadable or mismatched input (the m
 """
 
 
+def _report(args: argparse.Namespace, rest: list[str]) -> int:
+    """Write a codec's report on one recording (biocodec_jax.reports); exit 2 naming the file if unusable."""
+    import json
+    from pathlib import Path
+
+    from biocodec_jax import Codec, reports
+    from biocodec_jax.interop.torch_checkpoint import CheckpointError
+    from data_pipelines.errors import RecordingError
+    from data_pipelines.readers import recording_format
+
+    def fail(message: str, path: str | None = None) -> int:
+        named = message if path is None or str(path) in message else f"{path}: {message}"
+        print(f"error: {named}", file=sys.stderr)
+        return 2
+
+    if args.channels < 1:
+        return fail(f"--channels must be at least 1; got {args.channels}")
+    try:
+        codec = Codec.open(args.codec)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        return fail(str(err), args.codec)
+    name = Path(args.input).name
+    try:
+        name = name[: -len(recording_format(name))]
+    except RecordingError:
+        name = Path(name).stem  # reading will say what is wrong with it
+    output = Path(args.output) if args.output is not None else Path(f"{name}_report")
+    print(f"coding {args.input} with 1..{codec.n_q} quantizers and drawing the figures ...", file=sys.stderr)
+    try:
+        paths = reports.write_report(codec, args.input, output, max_plot_channels=args.channels,
+                                     excerpt_seconds=args.excerpt, codec_source=str(args.codec))
+    except (RecordingError, ValueError, OSError) as err:  # TokenizeError is both
+        return fail(str(err), args.input)
+    summary = json.loads(paths["json"].read_text())["summary"]
+    corr, sdr = summary["correlation"]["mean"], summary["si_sdr_db"]["mean"]
+    print(f"{paths['markdown']}: report on {args.input} (mean correlation "
+          + ("n/a" if corr is None else f"{corr:.3f}") + ", mean SI-SDR " + ("n/a" if sdr is None else f"{sdr:.2f} dB")
+          + f"); figures in {paths['markdown'].parent / 'figures'}")
+    return 0
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-paragraph descriptions to the terminal; keeps text with its own line breaks (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+_PREPARE_EPILOG = """\
+examples:
+  # a folder of EDF/BDF/GDF/FIF/EEGLAB/BrainVision files -> 5-s windows at 250 Hz
+  biocodec-jax prepare --input /data/my_eeg --output shards/my_eeg
+  # TUH EEG Corpus layout, 5 random channels per recording (the original's recipe), 60 Hz notch
+  biocodec-jax prepare --input /data/tuh_eeg --output shards/tueg --dataset tueg \\
+      --channels-per-recording 5 --set notch_freq=60
+  # EMG armband sessions at 1 kHz
+  biocodec-jax prepare --input ../shared/data/myo_emg --output shards/myo --preset emg --dataset myo
+
+Bad recordings are logged and skipped (listed with the reason under "rejected" in
+OUTPUT/manifest.json, with the resolved config); interrupting and re-running the same command
+finishes the job.
+"""
+
+_PRETRAIN_EPILOG = """\
+examples:
+  biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --data shards/tueg --workdir runs/eeg
+  # a quick look on a tiny model
+  biocodec-jax pretrain --preset tiny --data shards/my_eeg --workdir runs/tiny --steps 50 --batch-size 16
+  # several hosts: the same command on each, with its own --process-id
+  biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --data shards/tueg --workdir runs/eeg \\
+      --coordinator-address 10.0.0.1:1234 --num-processes 4 --process-id 0
+  (experiments/launch/ has TPU pod, SLURM and local multi-process scripts)
+
+Re-running the same command resumes from the latest readable checkpoint, on any number of devices.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from biocodec_jax import __version__
 
@@ -250,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read every recording under --input, preprocess it (channels, resampling, robust "
         "normalisation, clipping, windows) and write shards + manifest.json to --output. Re-running "
         "into the same --output finishes an interrupted run. Exit status 0 if any window was written.",
+        epilog=_PREPARE_EPILOG,
+        formatter_class=_HelpFormatter,
     )
     prep.add_argument("--input", required=True, help="folder of recordings")
     prep.add_argument("--output", required=True, help="output folder (shards, manifest.json)")
@@ -267,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretrain the codec data-parallel over all devices of all hosts; resumes from --workdir",
         description="Pretrain on shards made by `biocodec-jax prepare`. Checkpoints go to WORKDIR/checkpoints; "
         "re-running the same command resumes from the latest one. SIGTERM saves and exits cleanly.",
+        epilog=_PRETRAIN_EPILOG,
+        formatter_class=_HelpFormatter,
     )
     pre.add_argument("--config", default=None, help="YAML config (e.g. experiments/configs/pretrain_eeg.yaml)")
     pre.add_argument("--workdir", required=True, help="run directory: config.yaml, checkpoints/, metrics.jsonl, tensorboard/")
@@ -299,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--to-torch: write the original's training checkpoint {epoch, model_state_dict (_orig_mod. keys),\n"
         "  optimizer_state_dict (Adam), scheduler_state_dict} from a saved codec or a training run.",
         epilog=_CONVERT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     direction = conv.add_mutually_exclusive_group(required=True)
     direction.add_argument("--from-torch", metavar="CKPT", help="the original's .pt training checkpoint, a .pt state dict or .npz")
@@ -320,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         "original's PyTorch checkpoint (.pt / .npz).",
         epilog="examples:\n  biocodec-jax info runs/demo/codec\n  biocodec-jax info runs/pretrain_eeg --step 5000\n"
         "  biocodec-jax info biocodec_eeg.pt --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     inf.add_argument("codec", help="a saved codec directory, a training workdir / checkpoints directory, or a .pt / .npz")
     inf.add_argument("--step", type=int, default=None, help="a training run's checkpoint step (default: the latest readable)")
@@ -335,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Bad recordings are reported and skipped; exit 1 if any was skipped, 2 if nothing could start.",
         epilog="examples:\n  biocodec-jax tokenize --codec runs/demo/codec --input data/eegmmidb --output tokens/\n"
         "  biocodec-jax tokenize --codec biocodec_eeg.pt --input sub-01.edf --output tokens/ --n-q 2",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     tok.add_argument("--codec", required=True, help="saved codec, training run, or the original's .pt / .npz")
     tok.add_argument("--input", required=True, help="a recording or a folder of recordings (searched recursively)")
@@ -350,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Decode tokens made by `biocodec-jax tokenize` with the same codec (another codec's tokens "
         "are refused) and undo the normalisation. Bad files are reported and skipped (exit 1).",
         epilog="examples:\n  biocodec-jax reconstruct --codec runs/demo/codec --input tokens/ --output recon/",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     rec.add_argument("--codec", required=True, help="the codec that made the tokens")
     rec.add_argument("--input", required=True, help="a *_tokens.npz file or a folder of them")
@@ -369,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  biocodec-jax report --codec runs/demo/codec --input data/eegmmidb/S004/S004R04.edf\n"
         "  biocodec-jax report --codec biocodec_eeg.pt --input sub-01_eeg.fif --output reports/sub-01 --channels 4\n"
         "  biocodec-jax report --codec runs/pretrain_emg --input session1.bdf --excerpt 2",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     rep.add_argument("--codec", required=True, help="saved codec, training run, or the original's .pt / .npz")
     rep.add_argument("--input", required=True, help="a recording (EDF, BDF, GDF, FIF, EEGLAB, BrainVision)")
@@ -379,46 +477,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="length of the drawn excerpt, from the middle of the recording (default 10)")
     rep.set_defaults(func=_report)
     return parser
-
-
-def _report(args: argparse.Namespace, rest: list[str]) -> int:
-    """Write a codec's report on one recording (biocodec_jax.reports); exit 2 naming the file if unusable."""
-    import json
-    from pathlib import Path
-
-    from biocodec_jax import Codec, reports
-    from biocodec_jax.interop.torch_checkpoint import CheckpointError
-    from data_pipelines.errors import RecordingError
-    from data_pipelines.readers import recording_format
-
-    def fail(message: str, path: str | None = None) -> int:
-        named = message if path is None or str(path) in message else f"{path}: {message}"
-        print(f"error: {named}", file=sys.stderr)
-        return 2
-
-    if args.channels < 1:
-        return fail(f"--channels must be at least 1; got {args.channels}")
-    try:
-        codec = Codec.open(args.codec)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        return fail(str(err), args.codec)
-    name = Path(args.input).name
-    try:
-        name = name[: -len(recording_format(name))]
-    except RecordingError:
-        name = Path(name).stem  # reading will say what is wrong with it
-    output = Path(args.output) if args.output is not None else Path(f"{name}_report")
-    try:
-        paths = reports.write_report(codec, args.input, output, max_plot_channels=args.channels,
-                                     excerpt_seconds=args.excerpt, codec_source=str(args.codec))
-    except (RecordingError, ValueError, OSError) as err:  # TokenizeError is both
-        return fail(str(err), args.input)
-    summary = json.loads(paths["json"].read_text())["summary"]
-    corr, sdr = summary["correlation"]["mean"], summary["si_sdr_db"]["mean"]
-    print(f"{paths['markdown']}: report on {args.input} (mean correlation "
-          + ("n/a" if corr is None else f"{corr:.3f}") + ", mean SI-SDR " + ("n/a" if sdr is None else f"{sdr:.2f} dB")
-          + f"); figures in {paths['markdown'].parent / 'figures'}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -472,7 +472,7 @@ def tokenize_files(codec: "Codec", source: str | Path, output: str | Path, *, n_
             raise FileNotFoundError(f"{source}: no recordings ({', '.join(SUPPORTED_SUFFIXES)})")
     output.mkdir(parents=True, exist_ok=True)
     report: dict[str, list] = {"written": [], "failed": []}
-    for path in tqdm(files, desc="tokenize", unit="file", disable=not progress or len(files) < 2):
+    for path in tqdm(files, desc="tokenize", unit="file", disable=not progress):
         try:
             suffix = recording_format(path)
             tokens = tokenize(codec, path, n_q=n_q)
@@ -498,7 +498,7 @@ def reconstruct_files(codec: "Codec", source: str | Path, output: str | Path, *,
         raise FileNotFoundError(f"{source}: no *{TOKENS_SUFFIX} files")
     output.mkdir(parents=True, exist_ok=True)
     report: dict[str, list] = {"written": [], "failed": []}
-    for path in tqdm(files, desc="reconstruct", unit="file", disable=not progress or len(files) < 2):
+    for path in tqdm(files, desc="reconstruct", unit="file", disable=not progress):
         try:
             raw = detokenize(codec, Tokens.load(path))
             stem = path.name[: -len(TOKENS_SUFFIX)] if path.name.endswith(TOKENS_SUFFIX) else path.stem

@@ -48,3 +48,4 @@ def test_names_what_is_not_a_codec(tmp_path, capsys):
     assert "empty_dir_that_is_missing: not a saved codec" in capsys.readouterr().err
     assert cli_main(["info", str(tmp_path / "notes.txt")]) == 2
     assert "notes.txt" in capsys.readouterr().err
+
