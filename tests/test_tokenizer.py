@@ -1,8 +1,8 @@
 """``codec.tokenize`` / ``codec.detokenize``: recordings -> Tokens -> .npz -> Tokens -> physical-unit Raw.
 
 A codec with k-means-initialised codebooks (windows of the bundled PhysioNet EDF S001R04) tokenizes
-real recordings: the repo's EDF S004R04 (always, by path) and, where ``/work/shared`` exists, an
-EEGLAB ``.set``/``.fdt`` and a FIF file. The codec is barely trained, so the reconstruction is
+real recordings: the repo's EDF S004R04 (by path), an EEGLAB ``.set``/``.fdt`` and a FIF file
+(tests/fixtures/formats), and Myo EMG. The codec is barely trained, so the reconstruction is
 checked against the same codec's offline ``reconstruct`` of the normalised input, not against
 the recording. Channels and lengths are kept small so that the file runs in well under a minute.
 """
@@ -25,9 +25,9 @@ from data_pipelines.readers import read_raw
 REPO = Path(__file__).resolve().parents[1]
 INIT_EDF = REPO / "data" / "eegmmidb" / "S001" / "S001R04.edf"
 EDF = REPO / "data" / "eegmmidb" / "S004" / "S004R04.edf"
-SHARED = Path("/work/shared/data/formats")
-EEGLAB = SHARED / "eeglab_data.set"
-FIF = SHARED / "data_resting_EO_200Hz_raw.fif"
+FORMATS = REPO / "tests" / "fixtures" / "formats"  # real EEGLAB and FIF recordings (see NOTICE)
+EEGLAB = FORMATS / "eeglab_data.set"
+FIF = FORMATS / "data_resting_EO_200Hz_raw.fif"
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,6 @@ def _cropped(path: Path, names: list[str], seconds: float) -> mne.io.BaseRaw:
     return raw
 
 
-@pytest.mark.skipif(not EEGLAB.is_file(), reason="shared EEGLAB recording not available")
 def test_eeglab(codec, tmp_path):
     raw = _cropped(EEGLAB, ["FPz", "EOG1", "F3"], 30.0)  # EOG1 is not EEG: dropped by the picker
     reference = pick_channels(raw.copy(), "eeg", rename=False)
@@ -118,7 +117,6 @@ def test_eeglab(codec, tmp_path):
     assert tokens.start_time["meas_date"] is None and tokens.original_sample_rate == 128.0
 
 
-@pytest.mark.skipif(not FIF.is_file(), reason="shared FIF recording not available")
 def test_fif(codec, tmp_path):
     raw = read_raw(FIF).crop(tmax=30.0 - 1 / 200)
     reference = pick_channels(raw.copy(), "eeg", rename=False)
