@@ -272,7 +272,8 @@ def _report(args: argparse.Namespace, rest: list[str]) -> int:
     except RecordingError:
         name = Path(name).stem  # reading will say what is wrong with it
     output = Path(args.output) if args.output is not None else Path(f"{name}_report")
-    print(f"coding {args.input} with 1..{codec.n_q} quantizers and drawing the figures ...", file=sys.stderr)
+    if sys.stderr.isatty():  # a minute or so for a long many-channel recording; logs keep only the outcome
+        print(f"coding {args.input} with 1..{codec.n_q} quantizers and drawing the figures ...", file=sys.stderr)
     try:
         paths = reports.write_report(codec, args.input, output, max_plot_channels=args.channels,
                                      excerpt_seconds=args.excerpt, codec_source=str(args.codec))

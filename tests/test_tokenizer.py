@@ -41,8 +41,12 @@ def codec():
     return codec
 
 
-def _round_trip(codec, recording, reference: mne.io.BaseRaw, tmp_path, prep=None):
-    """tokenize -> save -> load -> detokenize, checked against ``reference`` (the picked input)."""
+def _round_trip(codec, recording, reference: mne.io.BaseRaw, tmp_path, prep=None, check_gain=True):
+    """tokenize -> save -> load -> detokenize, checked against ``reference`` (the picked input).
+
+    ``check_gain=False`` where the codec runs far above the recording's rate: resampling back then
+    drops what an untrained decoder puts above the recording's Nyquist frequency (most of its output
+    for 200-Hz EMG coded at 1 kHz), so the amplitude at the original rate says nothing of units."""
     tokens = codec.tokenize(recording, prep=prep)
     loaded = Tokens.load(tokens.save(tmp_path / "rec.tokens.npz"))
     c, t_in = reference.get_data().shape
@@ -77,18 +81,20 @@ def _round_trip(codec, recording, reference: mne.io.BaseRaw, tmp_path, prep=None
     expected = np.asarray(codec.reconstruct(prepared.x[None])[0])
     np.testing.assert_allclose((at_rate.get_data() - med) / iqr, expected, atol=1e-4, rtol=0)
 
-    # The input's scale and units. A barely trained decoder does not reproduce the amplitude
-    # (its output IQR is ~2% of its input's here), so the physical IQR ratio is compared with
-    # the codec's own gain in the normalised domain: a unit slip (V vs uV) would be off by 1e6.
-    # (Loosely: resampling back to the original rate drops the untrained decoder's high-frequency
-    # output, e.g. everything above 100 Hz for the 200-Hz Myo EMG coded at 1 kHz.)
+    # The input's scale and units: the normalisation restored by detokenize is the recording's own
+    # (median and IQR in volts; a V/uV slip would be off by 1e6), and back at the original rate the
+    # output's amplitude follows the codec's gain in the normalised domain (a barely trained decoder
+    # does not reproduce the amplitude: its output IQR is a few % of its input's here).
     def spread(a):
         return np.subtract(*np.percentile(a, [75, 25], axis=1))
 
     x, y = reference.get_data(), raw.get_data()
-    gain = spread(expected) / spread(prepared.x)
-    ratio = spread(y) / spread(x) / gain
-    assert np.all((ratio > 1 / 10) & (ratio < 10)), (ratio, gain)
+    assert np.all((loaded.preprocessing["iqr"] / spread(x) > 0.5) & (loaded.preprocessing["iqr"] / spread(x) < 2))
+    assert np.all(np.abs(loaded.preprocessing["median"] - np.median(x, axis=1)) < 0.5 * spread(x))
+    if check_gain:
+        gain = spread(expected) / spread(prepared.x)
+        ratio = spread(y) / spread(x) / gain
+        assert np.all((ratio > 1 / 3) & (ratio < 3)), (ratio, gain)
     assert np.all(np.abs(np.median(y, axis=1) - np.median(x, axis=1)) < 3 * spread(x))
     return tokens
 
@@ -129,17 +135,20 @@ MYO = REPO / "tests" / "fixtures" / "myo" / "12345-1" / "0.txt"
 
 
 def test_emg_recording(tmp_path):
-    """Real Myo EMG (8 channels at 200 Hz) through an emg-preset codec at 1 kHz."""
+    """Real Myo EMG (8 channels at 200 Hz) through an EMG codec at 1 kHz (the tiny architecture under
+    the emg preset's name and rate, which is what selects the EMG preparation; quick to compile)."""
+    from biocodec_jax.config import preset
     from data_pipelines.datasets.myo import MyoDataset
 
     root = MYO.parents[1]
     (ref,) = [r for r in MyoDataset().find(root)[0] if r.path == "12345-1/0.txt"]
     raw = MyoDataset().read(root, ref)
     raw.crop(tmax=10.0 - 1 / raw.info["sfreq"])
-    prep = prepare_config_for(Codec.from_preset("emg", seed=0))
-    init = prepare_recording(Codec.from_preset("emg", seed=0), raw, prep=prep).x[:, :5000].reshape(8, 1, 5000)
-    emg = Codec.from_preset("emg", seed=0, init_batch=init)
-    tokens = _round_trip(emg, raw, raw.copy(), tmp_path)
+    tiny = preset("tiny")
+    config = dataclasses.replace(tiny, preset="emg", codec=dataclasses.replace(tiny.codec, sample_rate=1000))
+    init = prepare_recording(Codec.from_config(config), raw).x[:, :5000].reshape(8, 1, 5000)
+    emg = Codec.from_config(config, seed=0, init_batch=init)
+    tokens = _round_trip(emg, raw, raw.copy(), tmp_path, check_gain=False)
     assert tokens.ch_types == ("emg",) * 8 and tokens.preprocessing["modality"] == "emg"
     assert tokens.sample_rate == 1000.0 and tokens.original_sample_rate == 200.0
     with pytest.raises(ValueError, match=r"no EMG channels"):
