@@ -32,12 +32,9 @@ def describe(source: str | Path, step: int | None = None) -> dict[str, Any]:
         facts["kind"] = "saved codec"
         facts["training_step"] = codec.metadata.get("training", {}).get("step")
     elif path.is_dir() and codec_lib._has_checkpoints(path):
-        from biocodec_jax.training import checkpointing
-
-        config, params, codebooks, found = checkpointing.restore_params(path, step)
-        codec = codec_lib.Codec(config, params, codebooks, metadata=codec_lib._run_metadata(path, config, found))
+        codec = codec_lib.Codec.load(path, step)  # metadata: the checkpoint's step and the run's preprocessing
         facts["kind"] = "training run"
-        facts["training_step"] = int(found)
+        facts["training_step"] = codec.metadata["training"]["step"]
     else:
         raise FileNotFoundError(f"{path}: not a saved codec, a training run or a PyTorch checkpoint")
 

@@ -251,7 +251,7 @@ def measure(codec: "Codec", rec: Reconstruction, *, n_qs: Any = None, codec_sour
     powers = {name: [band_power(psd, freqs, edges) for psd in (psd_x, psd_y, psd_e)] for name, edges in bands.items()}
     to_display = ((p.iqr * scale) ** 2)[:, None]  # normalised PSD -> display unit^2 / Hz
 
-    corr, sdr = correlation(x, y), si_sdr(x, y)
+    corr, sdr, clipped = correlation(x, y), si_sdr(x, y), clipped_fraction(x, p.prep.clip)
     full_bps = bitrate(cfg.n_q, cfg.codebook_size, cfg.frame_rate)
 
     results = {
@@ -292,13 +292,13 @@ def measure(codec: "Codec", rec: Reconstruction, *, n_qs: Any = None, codec_sour
         "summary": {
             "correlation": _summary(corr),
             "si_sdr_db": _summary(sdr),
-            "clipped_fraction": _summary(clipped_fraction(x, p.prep.clip)),
+            "clipped_fraction": _summary(clipped),
         },
         "channels": {
             "names": list(p.info.ch_names),
             "correlation": corr.tolist(),
             "si_sdr_db": sdr.tolist(),
-            "clipped_fraction": clipped_fraction(x, p.prep.clip).tolist(),
+            "clipped_fraction": clipped.tolist(),
         },
         "bands": {
             "band_limit_hz": band_limit,

@@ -453,6 +453,27 @@ def _inputs(path: Path, pattern: str) -> list[Path]:
     raise FileNotFoundError(f"{path}: no such file or directory")
 
 
+def _each_file(files: list[Path], desc: str, progress: bool, write_one, errors: tuple) -> dict[str, list]:
+    """``write_one(path) -> written path`` for every file; a file raising one of ``errors`` is
+    reported and skipped. Returns ``{"written": [paths], "failed": [(path, reason)]}``."""
+    from tqdm import tqdm
+
+    report: dict[str, list] = {"written": [], "failed": []}
+    for path in tqdm(files, desc=desc, unit="file", disable=not progress):
+        try:
+            report["written"].append(write_one(path))
+        except errors as err:
+            report["failed"].append((path, str(err)))
+    return report
+
+
+def _write_whole(target: Path, partial: Path, save) -> Path:
+    """``save(partial)``, then rename it to ``target``: a failure never leaves a half-written ``target``."""
+    save(partial)
+    partial.replace(target)
+    return target
+
+
 def tokenize_files(codec: "Codec", source: str | Path, output: str | Path, *, n_q: int | None = None,
                    progress: bool = True) -> dict[str, list]:
     """Tokenize a recording, or every recording under a directory, into ``output/<name>_tokens.npz``.
@@ -462,8 +483,6 @@ def tokenize_files(codec: "Codec", source: str | Path, output: str | Path, *, n_
     """
     from data_pipelines.readers import SUPPORTED_SUFFIXES, recording_format
 
-    from tqdm import tqdm
-
     source, output = Path(source), Path(output)
     files = _inputs(source, "*")
     if source.is_dir():
@@ -471,42 +490,29 @@ def tokenize_files(codec: "Codec", source: str | Path, output: str | Path, *, n_
         if not files:
             raise FileNotFoundError(f"{source}: no recordings ({', '.join(SUPPORTED_SUFFIXES)})")
     output.mkdir(parents=True, exist_ok=True)
-    report: dict[str, list] = {"written": [], "failed": []}
-    for path in tqdm(files, desc="tokenize", unit="file", disable=not progress):
-        try:
-            suffix = recording_format(path)
-            tokens = tokenize(codec, path, n_q=n_q)
-            name = path.name[: -len(suffix)] + TOKENS_SUFFIX
-            tmp = output / f".{name}.partial.npz"
-            tokens.save(tmp)
-            tmp.replace(output / name)
-            report["written"].append(output / name)
-        except (RecordingError, ValueError, OSError) as err:
-            report["failed"].append((path, str(err)))
-    return report
+
+    def write_one(path: Path) -> Path:
+        name = path.name[: -len(recording_format(path))] + TOKENS_SUFFIX
+        tokens = tokenize(codec, path, n_q=n_q)
+        return _write_whole(output / name, output / f".{name}.partial.npz", tokens.save)
+
+    return _each_file(files, "tokenize", progress, write_one, (RecordingError, ValueError, OSError))
 
 
 def reconstruct_files(codec: "Codec", source: str | Path, output: str | Path, *, progress: bool = True) -> dict[str, list]:
     """Decode ``*_tokens.npz`` (one file or a directory of them) into ``output/<name>_recon_raw.fif``
     (physical units, original rate and channel names). Like :func:`tokenize_files`, bad inputs
     (unreadable, another codec's tokens) are reported and skipped."""
-    from tqdm import tqdm
-
     source, output = Path(source), Path(output)
     files = _inputs(source, f"*{TOKENS_SUFFIX}")
     if not files:
         raise FileNotFoundError(f"{source}: no *{TOKENS_SUFFIX} files")
     output.mkdir(parents=True, exist_ok=True)
-    report: dict[str, list] = {"written": [], "failed": []}
-    for path in tqdm(files, desc="reconstruct", unit="file", disable=not progress):
-        try:
-            raw = detokenize(codec, Tokens.load(path))
-            stem = path.name[: -len(TOKENS_SUFFIX)] if path.name.endswith(TOKENS_SUFFIX) else path.stem
-            target = output / f"{stem}_recon_raw.fif"
-            tmp = output / f".{stem}.partial_raw.fif"
-            raw.save(tmp, overwrite=True, verbose=False)
-            tmp.replace(target)
-            report["written"].append(target)
-        except (ValueError, OSError, KeyError) as err:
-            report["failed"].append((path, str(err)))
-    return report
+
+    def write_one(path: Path) -> Path:
+        raw = detokenize(codec, Tokens.load(path))
+        stem = path.name[: -len(TOKENS_SUFFIX)] if path.name.endswith(TOKENS_SUFFIX) else path.stem
+        return _write_whole(output / f"{stem}_recon_raw.fif", output / f".{stem}.partial_raw.fif",
+                            lambda tmp: raw.save(tmp, overwrite=True, verbose=False))
+
+    return _each_file(files, "reconstruct", progress, write_one, (ValueError, OSError, KeyError))

@@ -300,9 +300,9 @@ def tokenizer_round_trip(codec, recordings: Sequence[str | Path]) -> dict:
 
     per_recording, corrs = {}, []
     for path in recordings:
-        tokens = codec.tokenize(path)
+        original = read_raw(path)  # read once: tokenize works on a copy
+        tokens = codec.tokenize(original, source=str(path))
         recon = codec.detokenize(tokens)
-        original = read_raw(path)
         assert recon.ch_names == list(tokens.channel_names)  # the file's own names
         x = original.get_data(picks=recon.ch_names)
         corr = np.asarray(pearson_correlation(x, recon.get_data()))
