@@ -25,7 +25,7 @@ from flax import nnx
 
 from biocodec_jax import config as config_lib
 from biocodec_jax import model as model_lib
-from biocodec_jax.config import CodecConfig, Config
+from biocodec_jax.config import CodecConfig, Config, Numerics
 from biocodec_jax.interop import torch_checkpoint
 from biocodec_jax.quantization.codebook import CodebookState
 
@@ -98,10 +98,30 @@ class Codec:
     graphdef: nnx.GraphDef = dataclasses.field(repr=False, default=None)
     # Provenance (see METADATA_FILE): how the training data was prepared, and which run made it.
     metadata: dict = dataclasses.field(repr=False, default_factory=dict)
+    # How it computes (not saved with it): float32 by default; see with_numerics.
+    numerics: Numerics = dataclasses.field(default_factory=Numerics)
 
     def __post_init__(self):
+        if self.numerics.precision == "float64":
+            raise ValueError("a Codec computes in float32 or bfloat16 (its parameters are float32); float64 is for training checks")
         if self.graphdef is None:
-            self.graphdef, _ = model_lib.abstract_model(self.codec_config)
+            self.graphdef, _ = model_lib.abstract_model(self.codec_config, self.numerics)
+
+    def with_numerics(self, precision: str | None = None, *, conv_impl: str | None = None,
+                      lstm_unroll: int | None = None) -> "Codec":
+        """The same weights and codebooks computing another way, e.g. ``codec.with_numerics("bfloat16")``.
+
+        bfloat16: the encoder and decoder compute in bfloat16 (the quantizer in float32), about
+        twice as fast on GPUs and TPUs; a small share of codes differ from float32's (frames where
+        two codes are nearly tied; measured in the README). Unchanged settings are kept.
+        """
+        n = self.numerics
+        numerics = Numerics(
+            precision or n.precision,
+            n.conv_impl if conv_impl is None else conv_impl,
+            n.lstm_unroll if lstm_unroll is None else lstm_unroll,
+        )
+        return dataclasses.replace(self, numerics=numerics, graphdef=None)
 
     # --- construction ------------------------------------------------------------------------
 

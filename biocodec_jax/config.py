@@ -19,6 +19,39 @@ from typing import Any, Literal
 import yaml
 
 DeadCodeMode = Literal["faithful", "replace"]
+Precision = Literal["float32", "float64", "bfloat16"]
+ConvImpl = Literal["auto", "xla", "matmul"]
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How the network computes, not what it is: the same weights run under any of these.
+
+    ``precision``: ``float32``; ``bfloat16`` mixed precision (parameters, optimiser state and
+    codebooks stay float32; convolutions and LSTM matmuls compute in bfloat16; the quantizer,
+    the STFT and every loss stay float32); ``float64`` for numerical checks (parameters too).
+    ``conv_impl``: how convolutions are computed (``biocodec_jax.nn.conv``; ``auto`` picks per
+    platform). ``lstm_unroll``: time steps per iteration of the LSTM's scan (0: per platform,
+    ``biocodec_jax.nn.lstm``).
+    """
+
+    precision: Precision = "float32"
+    conv_impl: ConvImpl = "auto"
+    lstm_unroll: int = 0
+
+    def __post_init__(self):
+        if self.lstm_unroll < 0:
+            raise ValueError(f"lstm_unroll must be >= 0 (0: per platform); got {self.lstm_unroll}")
+
+    @property
+    def compute_dtype(self) -> str | None:
+        """The dtype the layers compute in, where it differs from the parameters' (else None)."""
+        return "bfloat16" if self.precision == "bfloat16" else None
+
+    @property
+    def param_dtype(self) -> str:
+        """The dtype of parameters, optimiser state and codebooks."""
+        return "float64" if self.precision == "float64" else "float32"
 
 
 @dataclass(frozen=True)
@@ -116,12 +149,19 @@ class TrainConfig:
     async_checkpointing: bool = True
     data: str = ""  # a `biocodec-jax prepare` output (shards + manifest.json)
     loader_workers: int = 0  # Grain worker processes per host (0: decode in the training process)
-    # float64 is for numerical checks (e.g. that 8 devices compute what 1 does, free of float32
-    # summation-order effects); it turns on jax_enable_x64 for the process.
-    precision: Literal["float32", "float64"] = "float32"
+    # bfloat16: mixed precision (float32 master weights, optimiser state and codebooks; see
+    # Numerics). float64 is for numerical checks (e.g. that 8 devices compute what 1 does, free of
+    # float32 summation-order effects); it turns on jax_enable_x64 for the process.
+    precision: Precision = "float32"
+    conv_impl: ConvImpl = "auto"  # see Numerics
+    lstm_unroll: int = 0  # see Numerics
 
     def window_samples(self, sample_rate: int) -> int:
         return int(round(self.window_seconds * sample_rate))
+
+    @property
+    def numerics(self) -> Numerics:
+        return Numerics(self.precision, self.conv_impl, self.lstm_unroll)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,13 @@
 ``nnx.split`` the model once, jit a function over ``(params, codebooks, x)``, ``nnx.merge`` inside.
 
 Signals enter as ``[N, T]`` (one channel per item, as the original codes channels independently).
+
+How the network computes (``numerics``: compute dtype, convolution implementation, LSTM unroll) is
+part of the graph, not of the parameters: the same ``params`` run under any
+:class:`~biocodec_jax.config.Numerics`. Under bfloat16 the encoder and decoder compute in bfloat16
+while the quantizer (projections, cosine similarities and argmax, EMA statistics) and the losses
+get and give float32: a code is chosen by comparing similarities that can differ in the 3rd digit,
+and the EMA sums thousands of vectors per step.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from biocodec_jax.config import CodecConfig, LossConfig
+from biocodec_jax.config import CodecConfig, LossConfig, Numerics
 from biocodec_jax.losses import multiscale_stft_loss, pearson_correlation, si_sdr, smooth_l1
 from biocodec_jax.nn.seanet import Decoder, Encoder
 from biocodec_jax.quantization import rvq
@@ -21,10 +28,10 @@ from biocodec_jax.quantization.codebook import CodebookState
 
 
 class BioCodecModel(nnx.Module):
-    def __init__(self, cfg: CodecConfig, *, rngs: nnx.Rngs):
-        self.encoder = Encoder(cfg, rngs=rngs)
+    def __init__(self, cfg: CodecConfig, *, numerics: Numerics = Numerics(), rngs: nnx.Rngs):
+        self.encoder = Encoder(cfg, numerics=numerics, rngs=rngs)
         self.quantizer = rvq.RVQProjections(cfg, rngs=rngs)
-        self.decoder = Decoder(cfg, rngs=rngs)
+        self.decoder = Decoder(cfg, numerics=numerics, rngs=rngs)
 
     def embed(self, x: jax.Array) -> jax.Array:
         """``[N, T]`` -> ``[N, ceil(T/hop), D]``."""
@@ -35,15 +42,17 @@ class BioCodecModel(nnx.Module):
         return self.decoder(z)[..., 0]
 
 
-def init_model(cfg: CodecConfig, seed: int | jax.Array = 0) -> tuple[nnx.GraphDef, nnx.State]:
-    """Randomly initialised parameters, PyTorch-style; returns ``(graphdef, params)``."""
-    model = BioCodecModel(cfg, rngs=nnx.Rngs(params=seed))
+def init_model(
+    cfg: CodecConfig, seed: int | jax.Array = 0, numerics: Numerics = Numerics()
+) -> tuple[nnx.GraphDef, nnx.State]:
+    """Randomly initialised (float32) parameters, PyTorch-style; returns ``(graphdef, params)``."""
+    model = BioCodecModel(cfg, numerics=numerics, rngs=nnx.Rngs(params=seed))
     return nnx.split(model, nnx.Param)
 
 
-def abstract_model(cfg: CodecConfig) -> tuple[nnx.GraphDef, nnx.State]:
+def abstract_model(cfg: CodecConfig, numerics: Numerics = Numerics()) -> tuple[nnx.GraphDef, nnx.State]:
     """``(graphdef, params)`` with ``jax.ShapeDtypeStruct`` leaves: structure without computation."""
-    return nnx.split(nnx.eval_shape(lambda: BioCodecModel(cfg, rngs=nnx.Rngs(params=0))), nnx.Param)
+    return nnx.split(nnx.eval_shape(lambda: BioCodecModel(cfg, numerics=numerics, rngs=nnx.Rngs(params=0))), nnx.Param)
 
 
 def init_codebooks(cfg: CodecConfig) -> CodebookState:

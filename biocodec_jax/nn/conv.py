@@ -4,9 +4,25 @@ Activations are channels-last, ``[N, T, C]`` (5-12% faster than channels-first o
 kernels are stored ``[k, C_in, C_out]``; ``interop/torch_checkpoint.py`` converts from and to the
 original's ``[C_out, C_in, k]`` (``[C_in, C_out, k]`` for transposed convolutions).
 
-Convolutions use ``lax.conv_general_dilated`` (measured here with jax 0.12: 1.5-3.8x faster than
-im2col + matmul forward and backward, unlike an earlier prototype on an older XLA). Transposed
-convolutions are one matmul plus shifted adds (see ``conv_transpose1d_causal``).
+How a convolution is computed is chosen per platform behind one function, :func:`conv1d`
+(``impl="auto"``; see :data:`PLATFORM_CONV_IMPL`, and ``train.conv_impl`` to override):
+
+- ``"xla"``: ``lax.conv_general_dilated``. On this CPU (jax 0.12) 1.5-3.8x faster than im2col +
+  matmul forward and backward.
+- ``"matmul"``: im2col + one matmul: the ``k`` shifted slices of the (padded) input side by side,
+  ``[N*T, k*C_in] @ [k*C_in, C_out]``; a strided convolution reads the input as stride-sized blocks
+  (polyphase), so it needs no strided gather. Everything before the matmul (ELU, reflect padding,
+  slicing) fuses into the one producer of its left operand, and the backward is two matmuls plus
+  the adjoint of that producer (pads and adds), with no convolution kernel anywhere.
+
+Transposed convolutions are one matmul plus shifted adds on every platform
+(:func:`conv_transpose1d_causal`; XLA's transposed convolutions through ``lhs_dilation`` are slow,
+jax-ml/jax#23783).
+
+Mixed precision (``dtype``, e.g. bfloat16): the weight norm ``g * v / ||v||`` is computed in the
+parameters' dtype (float32) and only the finished kernel is cast, so the norm of ``v`` is never
+rounded; inputs, kernel and bias are cast to ``dtype`` and the convolution's output is ``dtype``
+(the matrix units accumulate in float32).
 """
 
 from __future__ import annotations
@@ -16,6 +32,21 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from biocodec_jax.config import ConvImpl  # noqa: F401  ("auto", "xla", "matmul")
+
+# What "auto" means on each platform (jax.default_backend() at trace time). GPU: chosen from the
+# H200 measurements in experiments/benchmarks/results/device_suite_gpu.json (README, "Speed").
+PLATFORM_CONV_IMPL: dict[str, str] = {"cpu": "xla", "gpu": "matmul", "tpu": "xla"}
+
+
+def resolve_conv_impl(impl: str = "auto") -> str:
+    """``impl``, or for ``"auto"`` the platform's choice (:data:`PLATFORM_CONV_IMPL`)."""
+    if impl == "auto":
+        return PLATFORM_CONV_IMPL.get(jax.default_backend(), "xla")
+    if impl not in ("xla", "matmul"):
+        raise ValueError(f"unknown convolution implementation {impl!r}; choose auto, xla or matmul")
+    return impl
 
 
 def causal_padding(length: int, kernel_size: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
@@ -47,12 +78,42 @@ def reflect_pad(x: jax.Array, left: int, right: int) -> jax.Array:
     return padded[:, : padded.shape[1] - extra]
 
 
-def conv1d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, stride: int = 1, dilation: int = 1) -> jax.Array:
-    """Valid 1-D convolution of ``[N, T, C_in]`` with ``[k, C_in, C_out]``."""
-    y = jax.lax.conv_general_dilated(
-        x, kernel, (stride,), "VALID", rhs_dilation=(dilation,), dimension_numbers=("NWC", "WIO", "NWC")
-    )
+def conv1d(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array | None, stride: int = 1, dilation: int = 1, impl: str = "auto"
+) -> jax.Array:
+    """Valid 1-D convolution of ``[N, T, C_in]`` with ``[k, C_in, C_out]`` (``impl``: see the module doc)."""
+    if resolve_conv_impl(impl) == "matmul":
+        y = _conv1d_matmul(x, kernel, stride, dilation)
+    else:
+        y = jax.lax.conv_general_dilated(
+            x, kernel, (stride,), "VALID", rhs_dilation=(dilation,), dimension_numbers=("NWC", "WIO", "NWC")
+        )
     return y if bias is None else y + bias
+
+
+def _conv1d_matmul(x: jax.Array, kernel: jax.Array, stride: int, dilation: int) -> jax.Array:
+    """:func:`conv1d` (no bias) as im2col + one matmul."""
+    k, c_in, c_out = kernel.shape
+    n, length, _ = x.shape
+    frames = (length - (k - 1) * dilation - 1) // stride + 1
+    if k == 1:
+        cols = x[:, : (frames - 1) * stride + 1 : stride]
+    elif stride == 1:
+        cols = jnp.concatenate([x[:, j * dilation : j * dilation + frames] for j in range(k)], axis=-1)
+    elif dilation == 1:
+        # Polyphase: frame t reads blocks t .. t+m-1 of the input cut into stride-sized blocks;
+        # the kernel gets zero taps up to m*stride (those read samples past the end, zero-padded).
+        m = -(-k // stride)
+        need = (frames - 1 + m) * stride
+        x = x[:, :need] if length >= need else jnp.pad(x, ((0, 0), (0, need - length), (0, 0)))
+        blocks = x.reshape(n, need // stride, stride * c_in)
+        cols = jnp.concatenate([blocks[:, a : a + frames] for a in range(m)], axis=-1)
+        kernel = jnp.pad(kernel, ((0, m * stride - k), (0, 0), (0, 0)))
+        k = m * stride
+    else:
+        last = (frames - 1) * stride + 1
+        cols = jnp.concatenate([x[:, j * dilation : j * dilation + last : stride] for j in range(k)], axis=-1)
+    return jnp.einsum("ntc,cd->ntd", cols, kernel.reshape(k * c_in, c_out))
 
 
 def conv_transpose1d_causal(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, stride: int) -> jax.Array:
@@ -88,15 +149,21 @@ def _uniform(key: jax.Array, shape: tuple[int, ...], bound: float) -> jax.Array:
     return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
 
+def _cast(a: jax.Array | None, dtype) -> jax.Array | None:
+    return a if dtype is None or a is None else a.astype(dtype)
+
+
 class CausalConv1d(nnx.Module):
     """Weight-normed conv with the original's causal reflect padding: ``T -> ceil(T / stride)``.
 
     Initialised like PyTorch's ``Conv1d`` (uniform, bound ``1/sqrt(C_in * k)``) with ``g = ||v||``.
+    ``dtype``: the compute dtype (None: the parameters'); ``impl``: see :func:`conv1d`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
-                 dilation: int = 1, rngs: nnx.Rngs):
+                 dilation: int = 1, dtype=None, impl: str = "auto", rngs: nnx.Rngs):
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        self.dtype, self.impl = dtype, impl
         bound = 1.0 / math.sqrt(in_channels * kernel_size)
         v = _uniform(rngs.params(), (kernel_size, in_channels, out_channels), bound)
         self.weight_v = nnx.Param(v)
@@ -105,20 +172,21 @@ class CausalConv1d(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         left, right = causal_padding(x.shape[1], self.kernel_size, self.stride, self.dilation)
-        x = reflect_pad(x, left, right)
-        kernel = weight_norm(self.weight_g[...], self.weight_v[...], keep_axis=2)
-        return conv1d(x, kernel, self.bias[...], self.stride, self.dilation)
+        x = reflect_pad(_cast(x, self.dtype), left, right)
+        kernel = weight_norm(self.weight_g[...], self.weight_v[...], keep_axis=2)  # parameters' dtype
+        return conv1d(x, _cast(kernel, self.dtype), _cast(self.bias[...], self.dtype), self.stride, self.dilation, self.impl)
 
 
 class CausalConvTranspose1d(nnx.Module):
     """Weight-normed transposed conv trimmed causally: ``T -> T * stride``.
 
     As in PyTorch's ``ConvTranspose1d`` + weight norm, ``g`` is per *input* channel and the init
-    bound is ``1/sqrt(C_out * k)``.
+    bound is ``1/sqrt(C_out * k)``. ``dtype``: the compute dtype (None: the parameters').
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int, rngs: nnx.Rngs):
-        self.kernel_size, self.stride = kernel_size, stride
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int, dtype=None,
+                 rngs: nnx.Rngs):
+        self.kernel_size, self.stride, self.dtype = kernel_size, stride, dtype
         bound = 1.0 / math.sqrt(out_channels * kernel_size)
         v = _uniform(rngs.params(), (kernel_size, in_channels, out_channels), bound)
         self.weight_v = nnx.Param(v)
@@ -126,5 +194,7 @@ class CausalConvTranspose1d(nnx.Module):
         self.bias = nnx.Param(_uniform(rngs.params(), (out_channels,), bound))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = weight_norm(self.weight_g[...], self.weight_v[...], keep_axis=1)
-        return conv_transpose1d_causal(x, kernel, self.bias[...], self.stride)
+        kernel = weight_norm(self.weight_g[...], self.weight_v[...], keep_axis=1)  # parameters' dtype
+        return conv_transpose1d_causal(
+            _cast(x, self.dtype), _cast(kernel, self.dtype), _cast(self.bias[...], self.dtype), self.stride
+        )

@@ -22,6 +22,7 @@ the 2-core CPU, EEG preset, batch 32, two layers of 256 over 105 steps):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -30,6 +31,35 @@ from flax import nnx
 
 
 INLOOP_PROJECTION_MIN_BATCH = 64
+
+# Time steps per iteration of the scans (``lax.scan(unroll=...)``) when ``unroll`` is 0: on a GPU
+# each loop iteration costs a few microseconds of control on top of two small kernels, and the
+# recurrence runs 105 steps x 2 layers x (forward + backward) x 2 stacks per training step; on
+# this CPU unrolling made it slower. Chosen from the H200 measurements
+# (experiments/benchmarks/results/device_suite_gpu.json, "lstm_unroll").
+PLATFORM_LSTM_UNROLL: dict[str, int] = {"cpu": 1, "gpu": 8, "tpu": 1}
+
+
+def resolve_unroll(unroll: int = 0) -> int:
+    """``unroll``, or for 0 the platform's choice (:data:`PLATFORM_LSTM_UNROLL`)."""
+    return unroll if unroll > 0 else PLATFORM_LSTM_UNROLL.get(jax.default_backend(), 1)
+
+
+# Mixed precision: the matmuls take their operands in the compute dtype (weights cast once, outside
+# the loops) and return the parameters' dtype (float32), so that the gates, the cell state c (a sum
+# over up to hundreds of steps) and every gradient accumulated here stay float32; only the
+# layer's output h is cast back to the compute dtype, for the next layer and the skip.
+
+
+def _matmul(a, w, out_dtype):
+    """``a @ w`` with ``a`` cast to ``w``'s dtype, accumulated and returned in ``out_dtype``."""
+    if a.dtype == w.dtype == out_dtype:
+        return a @ w
+    return jnp.matmul(a.astype(w.dtype), w, preferred_element_type=out_dtype)
+
+
+def _cast(w, dtype):
+    return w if dtype is None else w.astype(dtype)
 
 
 def lstm_cell(z, c, hidden):
@@ -40,71 +70,78 @@ def lstm_cell(z, c, hidden):
     return s[:, 3 * hidden :] * jnp.tanh(c), c, s, g
 
 
-def _zero_carry(x_tm, hidden):
-    zeros = jnp.zeros(x_tm.shape[1:2] + (hidden,), x_tm.dtype)
+def _zero_carry(x_tm, hidden, dtype):
+    zeros = jnp.zeros(x_tm.shape[1:2] + (hidden,), dtype)
     return zeros, zeros
 
 
-def scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh, carry=None):
+def scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh, carry=None, *, dtype=None, unroll=1):
     """``((h, c), h [T, N, H])`` from ``carry`` (zeros by default), the input projected inside the
-    loop (no gradient; see the module doc)."""
-    hidden = w_hh.shape[0]
-    w = jnp.concatenate([w_ih, w_hh])
+    loop (no gradient; see the module doc). ``dtype``: the matmuls' compute dtype (None: the weights')."""
+    hidden, acc = w_hh.shape[0], w_hh.dtype
+    w = _cast(jnp.concatenate([w_ih, w_hh]), dtype)
     b = b_ih + b_hh
+    out = x_tm.dtype if dtype is None else dtype
 
     def step(carry, x_t):
         h, c = carry
-        h, c, _, _ = lstm_cell(jnp.concatenate([x_t, h], axis=1) @ w + b, c, hidden)
-        return (h, c), h
+        h, c, _, _ = lstm_cell(_matmul(jnp.concatenate([x_t, h.astype(x_t.dtype)], axis=1), w, acc) + b, c, hidden)
+        return (h, c), h.astype(out)
 
-    return jax.lax.scan(step, _zero_carry(x_tm, hidden) if carry is None else carry, x_tm)
+    return jax.lax.scan(step, _zero_carry(x_tm, hidden, acc) if carry is None else carry, x_tm, unroll=unroll)
 
 
-def scan_projected(x_proj, w_hh, carry=None, save=False):
+def scan_projected(x_proj, w_hh, carry=None, save=False, *, dtype=None, unroll=1):
     """The recurrence over an input already projected (``x_proj = x W_ih + b`` ``[T, N, 4H]``).
 
-    Returns ``((h, c), outputs)``: ``h [T, N, H]``, and with ``save`` also the backward's residuals:
-    the sigmoid of the full pre-activation ``s [T, N, 4H]``, ``g = tanh(.) [T, N, H]`` and the cell
-    ``c [T, N, H]``.
+    Returns ``((h, c), outputs)``: ``h [T, N, H]`` (in ``dtype``, the matmuls' compute dtype; None:
+    the weights'), and with ``save`` also the backward's residuals: the sigmoid of the full
+    pre-activation ``s [T, N, 4H]``, ``g = tanh(.) [T, N, H]`` and the cell ``c [T, N, H]``.
     """
-    hidden = w_hh.shape[0]
+    hidden, acc = w_hh.shape[0], w_hh.dtype
+    w = _cast(w_hh, dtype)
+    out = acc if dtype is None else dtype
 
     def step(carry, xp):
-        h, c, s, g = lstm_cell(xp + carry[0] @ w_hh, carry[1], hidden)
-        return (h, c), ((h, s, g, c) if save else h)
+        h, c, s, g = lstm_cell(xp + _matmul(carry[0], w, acc), carry[1], hidden)
+        h_out = h.astype(out)
+        return (h, c), ((h_out, s, g, c) if save else h_out)
 
-    return jax.lax.scan(step, _zero_carry(x_proj, hidden) if carry is None else carry, x_proj)
+    return jax.lax.scan(step, _zero_carry(x_proj, hidden, acc) if carry is None else carry, x_proj, unroll=unroll)
 
 
-def _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save):
+def _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save, dtype, unroll):
     """Run one layer over time-major ``x_tm [T, N, I]`` from a zero state (see :func:`scan_projected`)."""
-    x_proj = x_tm @ w_ih + (b_ih + b_hh)  # [T, N, 4H], one matmul for all steps
-    return scan_projected(x_proj, w_hh, save=save)[1]
+    x_proj = _matmul(x_tm, _cast(w_ih, dtype), w_ih.dtype) + (b_ih + b_hh)  # [T, N, 4H], one matmul for all steps
+    return scan_projected(x_proj, w_hh, save=save, dtype=dtype, unroll=unroll)[1]
 
 
-@jax.custom_vjp
-def _lstm_time_major(x_tm, w_ih, w_hh, b_ih, b_hh):
-    """One LSTM layer, ``[T, N, I]`` -> ``[T, N, H]`` (differentiable by the custom VJP below)."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _lstm_time_major(x_tm, w_ih, w_hh, b_ih, b_hh, dtype, unroll):
+    """One LSTM layer, ``[T, N, I]`` -> ``[T, N, H]`` (differentiable by the custom VJP below).
+
+    ``dtype``: the matmuls' compute dtype (None: the weights'); ``unroll``: steps per scan iteration.
+    """
     if x_tm.shape[1] >= INLOOP_PROJECTION_MIN_BATCH:
-        return scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh)[1]
-    return _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save=False)
+        return scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh, dtype=dtype, unroll=unroll)[1]
+    return _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, False, dtype, unroll)
 
 
-def _lstm_fwd(x_tm, w_ih, w_hh, b_ih, b_hh):
-    h, s, g, c = _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save=True)
+def _lstm_fwd(x_tm, w_ih, w_hh, b_ih, b_hh, dtype, unroll):
+    h, s, g, c = _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, True, dtype, unroll)
     return h, (x_tm, w_ih, w_hh, h, s, g, c)
 
 
-def _lstm_bwd(res, dh_out):
+def _lstm_bwd(dtype, unroll, res, dh_out):
     x_tm, w_ih, w_hh, h, s, g, c = res
-    hidden = w_hh.shape[0]
+    hidden, acc = w_hh.shape[0], w_hh.dtype
     shift = lambda a: jnp.concatenate([jnp.zeros_like(a[:1]), a[:-1]])  # noqa: E731  a[t-1], zero at t=0
-    w_hh_t = w_hh.T
+    w_hh_t = _cast(w_hh.T, dtype)
 
     def step(carry, inp):
         dz_next, dc_next = carry  # gate gradient at t+1, and dc_{t+1} * f_{t+1}
         dh, s_t, g_t, c_t, c_prev = inp
-        dh = dh + dz_next @ w_hh_t
+        dh = dh.astype(acc) + _matmul(dz_next, w_hh_t, acc)
         i, f, o = s_t[:, :hidden], s_t[:, hidden : 2 * hidden], s_t[:, 3 * hidden :]
         tc = jnp.tanh(c_t)
         dc = dc_next + dh * o * (1 - tc * tc)
@@ -114,26 +151,37 @@ def _lstm_bwd(res, dh_out):
         return (dz, dc * f), dz
 
     n = x_tm.shape[1]
-    init = (jnp.zeros((n, 4 * hidden), x_tm.dtype), jnp.zeros((n, hidden), x_tm.dtype))
-    _, dz = jax.lax.scan(step, init, (dh_out, s, g, c, shift(c)), reverse=True)  # [T, N, 4H]
+    init = (jnp.zeros((n, 4 * hidden), acc), jnp.zeros((n, hidden), acc))
+    _, dz = jax.lax.scan(step, init, (dh_out, s, g, c, shift(c)), reverse=True, unroll=unroll)  # [T, N, 4H]
     # Everything else is a big matmul (or sum) over the T*N rows.
-    d_w_hh = jnp.einsum("tnh,tng->hg", shift(h), dz)
-    d_w_ih = jnp.einsum("tni,tng->ig", x_tm, dz)
+    if dtype is None:
+        d_w_hh = jnp.einsum("tnh,tng->hg", shift(h), dz)
+        d_w_ih = jnp.einsum("tni,tng->ig", x_tm, dz)
+        d_x = dz @ w_ih.T
+    else:
+        dz_c = dz.astype(dtype)
+        d_w_hh = jnp.einsum("tnh,tng->hg", shift(h).astype(dtype), dz_c, preferred_element_type=acc)
+        d_w_ih = jnp.einsum("tni,tng->ig", x_tm.astype(dtype), dz_c, preferred_element_type=acc)
+        d_x = (dz_c @ w_ih.T.astype(dtype)).astype(x_tm.dtype)
     d_b = jnp.sum(dz, axis=(0, 1))
-    d_x = dz @ w_ih.T
     return d_x, d_w_ih, d_w_hh, d_b, d_b
 
 
 _lstm_time_major.defvjp(_lstm_fwd, _lstm_bwd)
 
 
-def lstm_layer(x: jax.Array, w_ih: jax.Array, w_hh: jax.Array, b_ih: jax.Array, b_hh: jax.Array) -> jax.Array:
+def lstm_layer(x: jax.Array, w_ih: jax.Array, w_hh: jax.Array, b_ih: jax.Array, b_hh: jax.Array, *,
+               dtype=None, unroll: int = 0) -> jax.Array:
     """One LSTM layer over ``x`` ``[N, T, I]`` -> hidden states ``[N, T, H]``."""
-    return jnp.swapaxes(_lstm_time_major(jnp.swapaxes(x, 0, 1), w_ih, w_hh, b_ih, b_hh), 0, 1)
+    x_tm = jnp.swapaxes(x, 0, 1)
+    return jnp.swapaxes(_lstm_time_major(x_tm, w_ih, w_hh, b_ih, b_hh, dtype, resolve_unroll(unroll)), 0, 1)
 
 
 class LSTMLayer(nnx.Module):
-    def __init__(self, input_size: int, hidden_size: int, *, rngs: nnx.Rngs):
+    """``dtype``: the matmuls' compute dtype (None: the parameters'); ``unroll``: see :func:`resolve_unroll`."""
+
+    def __init__(self, input_size: int, hidden_size: int, *, dtype=None, unroll: int = 0, rngs: nnx.Rngs):
+        self.dtype, self.unroll = dtype, unroll
         bound = 1.0 / math.sqrt(hidden_size)
 
         def uniform(shape):
@@ -145,19 +193,25 @@ class LSTMLayer(nnx.Module):
         self.b_hh = uniform((4 * hidden_size,))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return lstm_layer(x, self.w_ih[...], self.w_hh[...], self.b_ih[...], self.b_hh[...])
+        return jnp.swapaxes(self.time_major(jnp.swapaxes(x, 0, 1)), 0, 1)
 
     def time_major(self, x_tm: jax.Array) -> jax.Array:
         """``[T, N, I]`` -> ``[T, N, H]``."""
-        return _lstm_time_major(x_tm, self.w_ih[...], self.w_hh[...], self.b_ih[...], self.b_hh[...])
+        return _lstm_time_major(
+            x_tm, self.w_ih[...], self.w_hh[...], self.b_ih[...], self.b_hh[...], self.dtype, resolve_unroll(self.unroll)
+        )
 
 
 class LSTM(nnx.Module):
     """``num_layers`` stacked LSTM layers of width ``hidden_size``, channels-last ``[N, T, C]``."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, *, rngs: nnx.Rngs):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, *, dtype=None, unroll: int = 0,
+                 rngs: nnx.Rngs):
         self.layers = nnx.List(
-            [LSTMLayer(input_size if i == 0 else hidden_size, hidden_size, rngs=rngs) for i in range(num_layers)]
+            [
+                LSTMLayer(input_size if i == 0 else hidden_size, hidden_size, dtype=dtype, unroll=unroll, rngs=rngs)
+                for i in range(num_layers)
+            ]
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:

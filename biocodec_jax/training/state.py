@@ -49,18 +49,19 @@ def init_state(config: Config, rng: jax.Array, first_batch: jax.Array) -> TrainS
     This is what the original does inside its first training forward; doing it here keeps
     ``train_step`` free of a one-off branch. ``rng`` is a ``jax.random.PRNGKey``.
     """
-    dtype = compute_dtype(config)
+    dtype = param_dtype(config)
     param_key, kmeans_key, step_key = jax.random.split(rng, 3)
-    graphdef, params = model_lib.init_model(config.codec, param_key)
+    graphdef, params = model_lib.init_model(config.codec, param_key, config.train.numerics)
     params = cast_floats(params, dtype)
     x = jnp.asarray(first_batch, dtype).reshape(-1, first_batch.shape[-1])
     codebooks = jax.jit(model_lib.kmeans_init, static_argnums=(0, 2))(graphdef, params, config.codec, x, kmeans_key)
     return create_train_state(config, graphdef, params, cast_floats(codebooks, dtype), step_key)
 
 
-def compute_dtype(config: Config) -> jnp.dtype:
-    """The dtype of parameters, codebooks and computation (``config.train.precision``)."""
-    dtype = jnp.dtype(config.train.precision)
+def param_dtype(config: Config) -> jnp.dtype:
+    """The dtype of parameters, optimiser state and codebooks (``config.train.precision``: float32
+    for bfloat16 mixed precision, whose layers compute in bfloat16 through the graph's numerics)."""
+    dtype = jnp.dtype(config.train.numerics.param_dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("train.precision=float64 needs 64-bit JAX: jax.config.update('jax_enable_x64', True) first")
     return dtype
