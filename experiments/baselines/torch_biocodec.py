@@ -373,6 +373,12 @@ class ResidualVectorQuantizer(nn.Module):
 # The codec.
 
 
+def _float32_region(t: torch.Tensor):
+    """Autocast off (a no-op outside autocast): the quantizer under AMP computes in float32, as in
+    our bfloat16 path (its EMA's ``index_add_`` refuses bfloat16 sources into float32 buffers anyway)."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
 class BioCodecTorch(nn.Module):
     """Encoder, residual vector quantizer and decoder, laid out like the original."""
 
@@ -394,11 +400,15 @@ class BioCodecTorch(nn.Module):
 
     def encode(self, x: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
         """Codes ``[B, n_q, T']`` (int64) of ``x [B, 1, T]``."""
-        return self.quantizer.encode(self.embed(x), n_q)
+        emb = self.embed(x)
+        with _float32_region(emb):
+            return self.quantizer.encode(emb.float(), n_q)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Signal ``[B, 1, T' * hop]`` from codes ``[B, K, T']`` (the first K quantizers)."""
-        return self.decoder(self.quantizer.decode(codes))
+        with _float32_region(codes):
+            quantized = self.quantizer.decode(codes)
+        return self.decoder(quantized)
 
     def forward(self, x: torch.Tensor):
         """Eval: the reconstruction ``[B, 1, T]``. Training: ``(reconstruction, commitment)``.
@@ -407,7 +417,8 @@ class BioCodecTorch(nn.Module):
         and applies the EMA codebook update (no gradient), as the original does.
         """
         emb = self.encoder(x)
-        quantized, _, commit = self.quantizer(emb)
+        with _float32_region(emb):  # under autocast: the quantizer and its EMA stay float32
+            quantized, _, commit = self.quantizer(emb.float())
         recon = self.decoder(quantized)[..., : x.shape[-1]]
         if self.training:
             return recon, commit
@@ -519,11 +530,17 @@ class TorchTrainer:
     ``total = time_weight * l_t + freq_weight * l_f + commitment`` is back-propagated, then the
     commitment once more on its own, as the original does (effective commitment weight 2 x 0.25).
     After a step the parameters' ``.grad`` hold that step's gradients.
+
+    ``amp=True``: PyTorch's automatic mixed precision as a PyTorch user would set it up, the model's
+    forward under ``torch.autocast(dtype=torch.bfloat16)`` (convolutions, LSTM and linear layers
+    in bfloat16, float32 weights) and the losses in float32 on the float32 cast of the
+    reconstruction (as our bfloat16 path); no gradient scaler (bfloat16 needs none).
     """
 
-    def __init__(self, model: BioCodecTorch, lr: float | None = None, config: str | Config = "eeg"):
+    def __init__(self, model: BioCodecTorch, lr: float | None = None, config: str | Config = "eeg", amp: bool = False):
         full = _resolve(config, Config)
         self.model = model
+        self.amp = amp
         self.loss_config: LossConfig = full.loss
         self.lr = full.optim.learning_rate if lr is None else lr
         self.optimizer = torch.optim.Adam(
@@ -537,7 +554,9 @@ class TorchTrainer:
         cfg = self.loss_config
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        recon, commit = self.model(x)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            recon, commit = self.model(x)
+        recon, commit = recon.float(), commit.float()
         losses = reconstruction_losses(x, recon, cfg)
         total = cfg.time_weight * losses["l_t"] + cfg.freq_weight * losses["l_f"] + commit
         total.backward(retain_graph=True)
