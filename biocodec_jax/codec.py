@@ -305,6 +305,8 @@ class Codec:
         ``enc.push(chunk [C, n])`` returns int32 codes ``[C, n_q, m]`` of the frames completed so far
         (carrying convolution and LSTM state); ``enc.flush()`` the last, partial frame. All of them
         concatenated equal ``encode(x[None])[0]`` up to float32 rounding (see :mod:`biocodec_jax.streaming`).
+        Streaming always computes in float32: a bfloat16 codec (:meth:`with_numerics`) streams
+        the codes of its float32 self.
         """
         from biocodec_jax.streaming import StreamingEncoder
 
@@ -313,7 +315,8 @@ class Codec:
     def stream_decoder(self, n_channels: int, n_q: int | None = None):
         """A :class:`~biocodec_jax.streaming.StreamingDecoder`: ``dec.push(codes [C, K, m])`` -> samples ``[C, n]``.
 
-        All samples returned by ``push`` and ``flush``, concatenated, equal ``decode(codes[None])[0]`` (to ~1e-7).
+        All samples returned by ``push`` and ``flush``, concatenated, equal ``decode(codes[None])[0]`` (to ~1e-7)
+        of the float32 codec (streaming always computes in float32).
         """
         from biocodec_jax.streaming import StreamingDecoder
 

@@ -40,6 +40,9 @@ class Numerics:
     lstm_unroll: int = 0
 
     def __post_init__(self):
+        for name, kind in (("precision", Precision), ("conv_impl", ConvImpl)):
+            if getattr(self, name) not in typing.get_args(kind):
+                raise ValueError(f"{name} must be one of {list(typing.get_args(kind))}; got {getattr(self, name)!r}")
         if self.lstm_unroll < 0:
             raise ValueError(f"lstm_unroll must be >= 0 (0: per platform); got {self.lstm_unroll}")
 
@@ -155,6 +158,9 @@ class TrainConfig:
     precision: Precision = "float32"
     conv_impl: ConvImpl = "auto"  # see Numerics
     lstm_unroll: int = 0  # see Numerics
+
+    def __post_init__(self):
+        self.numerics  # validates precision, conv_impl and lstm_unroll together
 
     def window_samples(self, sample_rate: int) -> int:
         return int(round(self.window_seconds * sample_rate))

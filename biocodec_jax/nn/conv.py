@@ -20,13 +20,15 @@ Transposed convolutions are one matmul plus shifted adds on every platform
 jax-ml/jax#23783).
 
 Mixed precision (``dtype``, e.g. bfloat16): the weight norm ``g * v / ||v||`` is computed in the
-parameters' dtype (float32) and only the finished kernel is cast, so the norm of ``v`` is never
-rounded; inputs, kernel and bias are cast to ``dtype`` and the convolution's output is ``dtype``
-(the matrix units accumulate in float32).
+parameters' dtype (float32), so the norm of ``v`` is never rounded; the input is cast to ``dtype``
+and the convolution computes and returns ``dtype``. The float32 kernel is cast at the convolution
+(``xla``) or kept: the matmul paths accumulate in float32 and return a float32 kernel gradient
+(:func:`mixed_matmul`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -35,9 +37,10 @@ from flax import nnx
 
 from biocodec_jax.config import ConvImpl  # noqa: F401  ("auto", "xla", "matmul")
 
-# What "auto" means on each platform (jax.default_backend() at trace time). GPU: chosen from the
-# H200 measurements in experiments/benchmarks/results/device_suite_gpu.json (README, "Speed").
-PLATFORM_CONV_IMPL: dict[str, str] = {"cpu": "xla", "gpu": "matmul", "tpu": "xla"}
+# What "auto" means on each platform (jax.default_backend() at trace time). CPU: measured (module
+# doc). GPU: "xla" until the device suite (experiments/benchmarks/device_suite.sh) has measured
+# "matmul" against it on an accelerator; set the faster one here from its JSON (README, "Speed").
+PLATFORM_CONV_IMPL: dict[str, str] = {"cpu": "xla", "gpu": "xla", "tpu": "xla"}
 
 
 def resolve_conv_impl(impl: str = "auto") -> str:
@@ -78,17 +81,56 @@ def reflect_pad(x: jax.Array, left: int, right: int) -> jax.Array:
     return padded[:, : padded.shape[1] - extra]
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def mixed_matmul(a: jax.Array, w: jax.Array, dtype) -> jax.Array:
+    """``a [..., K] @ w [K, M]`` with both operands in ``dtype`` (e.g. bfloat16) and ``w`` kept in its
+    own (wider) dtype: products accumulated in ``w``'s dtype, the result in ``dtype``; the gradient of
+    ``a`` in ``dtype`` and that of ``w`` in ``w``'s dtype, both accumulated wide.
+
+    Why by hand: autodiff of a plain bfloat16 matmul returns the weight gradient rounded to bfloat16
+    (and XLA's CPU backend even accumulates that transposed product in bfloat16: 2-3e-2 relative
+    error over a few thousand rows, against 1.5e-3 here). The weight gradient sums over every
+    (item, time) row of the batch, so it is the one product that must not be rounded early.
+    """
+    return jnp.matmul(a, w.astype(dtype), preferred_element_type=w.dtype).astype(dtype)
+
+
+def _mixed_matmul_fwd(a, w, dtype):
+    return mixed_matmul(a, w, dtype), (a, w)
+
+
+def _mixed_matmul_bwd(dtype, res, g):
+    a, w = res
+    da = jnp.matmul(g, w.astype(dtype).T, preferred_element_type=w.dtype).astype(a.dtype)
+    dw = jnp.matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]), preferred_element_type=w.dtype)
+    return da, dw
+
+
+mixed_matmul.defvjp(_mixed_matmul_fwd, _mixed_matmul_bwd)
+
+
+def _matmul(a: jax.Array, w: jax.Array) -> jax.Array:
+    """``a @ w`` in ``a``'s dtype; a wider ``w`` goes through :func:`mixed_matmul`."""
+    if w.dtype == a.dtype:
+        return jnp.einsum("...c,cd->...d", a, w)
+    return mixed_matmul(a, w, a.dtype)
+
+
 def conv1d(
     x: jax.Array, kernel: jax.Array, bias: jax.Array | None, stride: int = 1, dilation: int = 1, impl: str = "auto"
 ) -> jax.Array:
-    """Valid 1-D convolution of ``[N, T, C_in]`` with ``[k, C_in, C_out]`` (``impl``: see the module doc)."""
+    """Valid 1-D convolution of ``[N, T, C_in]`` with ``[k, C_in, C_out]`` (``impl``: see the module doc).
+
+    Computes in ``x``'s dtype; a kernel (and bias) in a wider dtype, e.g. float32 under bfloat16,
+    is cast (``xla``) or kept for wide accumulation and a wide gradient (``matmul``, :func:`mixed_matmul`).
+    """
     if resolve_conv_impl(impl) == "matmul":
         y = _conv1d_matmul(x, kernel, stride, dilation)
     else:
         y = jax.lax.conv_general_dilated(
-            x, kernel, (stride,), "VALID", rhs_dilation=(dilation,), dimension_numbers=("NWC", "WIO", "NWC")
+            x, kernel.astype(x.dtype), (stride,), "VALID", rhs_dilation=(dilation,), dimension_numbers=("NWC", "WIO", "NWC")
         )
-    return y if bias is None else y + bias
+    return y if bias is None else y + bias.astype(x.dtype)
 
 
 def _conv1d_matmul(x: jax.Array, kernel: jax.Array, stride: int, dilation: int) -> jax.Array:
@@ -113,7 +155,7 @@ def _conv1d_matmul(x: jax.Array, kernel: jax.Array, stride: int, dilation: int) 
     else:
         last = (frames - 1) * stride + 1
         cols = jnp.concatenate([x[:, j * dilation : j * dilation + last : stride] for j in range(k)], axis=-1)
-    return jnp.einsum("ntc,cd->ntd", cols, kernel.reshape(k * c_in, c_out))
+    return _matmul(cols, kernel.reshape(k * c_in, c_out))
 
 
 def conv_transpose1d_causal(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, stride: int) -> jax.Array:
@@ -121,19 +163,24 @@ def conv_transpose1d_causal(x: jax.Array, kernel: jax.Array, bias: jax.Array | N
 
     Output sample ``t*stride + j`` receives ``x[t] @ kernel[j]``; the full result has
     ``(T-1)*stride + k`` samples, and the original trims ``k - stride`` from the right. Written as
-    one matmul and ``ceil(k/stride)`` shifted adds of stride-sized blocks.
+    one matmul and ``ceil(k/stride)`` shifted adds of stride-sized blocks. Computes in ``x``'s
+    dtype; a wider kernel goes through :func:`mixed_matmul` (see :func:`conv1d`).
     """
-    k, _, c_out = kernel.shape
+    k, c_in, c_out = kernel.shape
     n, t, _ = x.shape
     m = -(-k // stride)
     if m * stride != k:
         kernel = jnp.pad(kernel, ((0, m * stride - k), (0, 0), (0, 0)))
-    z = jnp.einsum("ntc,kcd->ntkd", x, kernel).reshape(n, t, m, stride, c_out)
+    if kernel.dtype == x.dtype:
+        z = jnp.einsum("ntc,kcd->ntkd", x, kernel)
+    else:
+        z = mixed_matmul(x, jnp.transpose(kernel, (1, 0, 2)).reshape(c_in, m * stride * c_out), x.dtype)
+    z = z.reshape(n, t, m, stride, c_out)
     y = z[:, :, 0]
     for a in range(1, m):  # block t also receives tap-block a of frame t - a
         y = y + jnp.pad(z[:, : t - a, a], ((0, 0), (a, 0), (0, 0), (0, 0)))
     y = y.reshape(n, t * stride, c_out)
-    return y if bias is None else y + bias
+    return y if bias is None else y + bias.astype(x.dtype)
 
 
 def weight_norm(g: jax.Array, v: jax.Array, keep_axis: int) -> jax.Array:
@@ -149,8 +196,8 @@ def _uniform(key: jax.Array, shape: tuple[int, ...], bound: float) -> jax.Array:
     return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
 
-def _cast(a: jax.Array | None, dtype) -> jax.Array | None:
-    return a if dtype is None or a is None else a.astype(dtype)
+def _cast(a: jax.Array, dtype) -> jax.Array:
+    return a if dtype is None else a.astype(dtype)
 
 
 class CausalConv1d(nnx.Module):
@@ -174,7 +221,7 @@ class CausalConv1d(nnx.Module):
         left, right = causal_padding(x.shape[1], self.kernel_size, self.stride, self.dilation)
         x = reflect_pad(_cast(x, self.dtype), left, right)
         kernel = weight_norm(self.weight_g[...], self.weight_v[...], keep_axis=2)  # parameters' dtype
-        return conv1d(x, _cast(kernel, self.dtype), _cast(self.bias[...], self.dtype), self.stride, self.dilation, self.impl)
+        return conv1d(x, kernel, self.bias[...], self.stride, self.dilation, self.impl)
 
 
 class CausalConvTranspose1d(nnx.Module):
@@ -195,6 +242,4 @@ class CausalConvTranspose1d(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = weight_norm(self.weight_g[...], self.weight_v[...], keep_axis=1)  # parameters' dtype
-        return conv_transpose1d_causal(
-            _cast(x, self.dtype), _cast(kernel, self.dtype), _cast(self.bias[...], self.dtype), self.stride
-        )
+        return conv_transpose1d_causal(_cast(x, self.dtype), kernel, self.bias[...], self.stride)

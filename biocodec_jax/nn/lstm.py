@@ -32,12 +32,13 @@ from flax import nnx
 
 INLOOP_PROJECTION_MIN_BATCH = 64
 
-# Time steps per iteration of the scans (``lax.scan(unroll=...)``) when ``unroll`` is 0: on a GPU
-# each loop iteration costs a few microseconds of control on top of two small kernels, and the
-# recurrence runs 105 steps x 2 layers x (forward + backward) x 2 stacks per training step; on
-# this CPU unrolling made it slower. Chosen from the H200 measurements
-# (experiments/benchmarks/results/device_suite_gpu.json, "lstm_unroll").
-PLATFORM_LSTM_UNROLL: dict[str, int] = {"cpu": 1, "gpu": 8, "tpu": 1}
+# Time steps per iteration of the scans (``lax.scan(unroll=...)``) when ``unroll`` is 0. On a GPU
+# each loop iteration costs some microseconds of control on top of two small kernels, and the
+# recurrence runs 105 steps x 2 layers x (forward + backward) x 2 stacks per training step, so
+# unrolling should pay there; on this CPU it made the step slower. GPU: 1 (as measured so far)
+# until the device suite's sweep (experiments/benchmarks/device_suite.sh, "lstm_unroll_ms") says
+# which factor is fastest; set it here from its JSON.
+PLATFORM_LSTM_UNROLL: dict[str, int] = {"cpu": 1, "gpu": 1, "tpu": 1}
 
 
 def resolve_unroll(unroll: int = 0) -> int:
@@ -157,13 +158,14 @@ def _lstm_bwd(dtype, unroll, res, dh_out):
     if dtype is None:
         d_w_hh = jnp.einsum("tnh,tng->hg", shift(h), dz)
         d_w_ih = jnp.einsum("tni,tng->ig", x_tm, dz)
+        d_b = jnp.sum(dz, axis=(0, 1))
         d_x = dz @ w_ih.T
     else:
         dz_c = dz.astype(dtype)
         d_w_hh = jnp.einsum("tnh,tng->hg", shift(h).astype(dtype), dz_c, preferred_element_type=acc)
         d_w_ih = jnp.einsum("tni,tng->ig", x_tm.astype(dtype), dz_c, preferred_element_type=acc)
-        d_x = (dz_c @ w_ih.T.astype(dtype)).astype(x_tm.dtype)
-    d_b = jnp.sum(dz, axis=(0, 1))
+        d_b = jnp.sum(dz, axis=(0, 1))
+        d_x = jnp.matmul(dz_c, w_ih.T.astype(dtype), preferred_element_type=acc).astype(x_tm.dtype)
     return d_x, d_w_ih, d_w_hh, d_b, d_b
 
 
