@@ -232,8 +232,15 @@ class Codec:
         config = config_lib.from_dict(json.loads(cfg_file.read_text()))
         graphdef, abstract = model_lib.abstract_model(config.codec)
         target = {"params": abstract, "codebooks": jax.eval_shape(lambda: model_lib.init_codebooks(config.codec))}
-        with ocp.StandardCheckpointer() as ckptr:
-            restored = ckptr.restore(directory / ARRAYS_DIR, target)
+        arrays = directory / ARRAYS_DIR
+        if not arrays.is_dir():
+            raise FileNotFoundError(f"{directory}: a saved codec without its arrays ({ARRAYS_DIR}/ is missing): copy the whole directory")
+        try:
+            with ocp.StandardCheckpointer() as ckptr:
+                restored = ckptr.restore(arrays, target)
+        except Exception as err:  # TensorStore / Orbax errors run to hundreds of characters: say what and where
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise ValueError(f"{directory}: the codec's arrays ({ARRAYS_DIR}/) are incomplete or damaged ({type(err).__name__}: {reason})") from None
         meta_file = directory / METADATA_FILE
         metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
         return cls(config, restored["params"], restored["codebooks"], graphdef, metadata)

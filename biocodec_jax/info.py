@@ -52,7 +52,8 @@ def describe(source: str | Path, step: int | None = None) -> dict[str, Any]:
         parameters=int(sum(x.size for x in jax.tree.leaves(codec.params))),
         codebooks_initialized=codec.initialized,
         window_seconds=train.window_seconds,
-        planned_steps=train.steps if facts["kind"] == "training run" else None,
+        # The run's planned length: known for a training run, and for a codec saved by one (its config is the run's).
+        planned_steps=train.steps if facts["kind"] == "training run" or codec.metadata.get("training") else None,
         data=codec.metadata.get("training", {}).get("data") or train.data or None,
         preprocessing=_preprocessing_summary(codec.preprocessing),
     )

@@ -49,3 +49,41 @@ def test_names_what_is_not_a_codec(tmp_path, capsys):
     assert cli_main(["info", str(tmp_path / "notes.txt")]) == 2
     assert "notes.txt" in capsys.readouterr().err
 
+
+
+def test_planned_steps_of_a_codec_saved_by_a_run(tmp_path):
+    codec = Codec.from_preset("tiny")
+    codec.metadata = {"training": {"step": 160, "data": "shards", "workdir": "runs/demo"}}
+    assert describe(codec.save(tmp_path / "run_codec"))["planned_steps"] == preset("tiny").train.steps
+    assert describe(Codec.from_preset("tiny").save(tmp_path / "fresh"))["planned_steps"] is None  # no run made it
+
+
+def test_a_codec_missing_or_with_damaged_arrays_is_one_clear_line(tmp_path, capsys):
+    import shutil
+
+    saved = Codec.from_preset("tiny").save(tmp_path / "codec")
+    damaged = shutil.copytree(saved, tmp_path / "damaged")
+    shutil.rmtree(saved / "arrays")
+    assert cli_main(["info", str(saved)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "arrays/ is missing" in err and str(saved) in err and len(err.splitlines()) == 1
+    for f in sorted(p for p in (damaged / "arrays").rglob("*") if p.is_file() and "ocdbt" in str(p) or p.suffix == ""):
+        if f.is_file():
+            f.write_bytes(b"")  # truncate the array data
+    assert cli_main(["info", str(damaged)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "incomplete or damaged" in err and len(err) < 500 and "Traceback" not in err
+
+
+def test_info_into_a_closed_pipe_has_no_traceback(tmp_path):
+    """``info CODEC | head``: the reader is gone before the output is written (here: closed at once)."""
+    import subprocess
+    import sys
+
+    saved = Codec.from_preset("tiny").save(tmp_path / "codec")
+    proc = subprocess.Popen([sys.executable, "-m", "biocodec_jax.cli", "info", str(saved)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first line
+    _, err = proc.communicate(timeout=120)
+    assert "BrokenPipeError" not in err.decode() and "Traceback" not in err.decode()
+    assert proc.returncode == 1
