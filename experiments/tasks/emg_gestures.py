@@ -10,10 +10,14 @@ recording time, 7-10 times any one gesture, and "which gesture" is the question 
 
 ``myo`` (default)
     Raw surface EMG of a Myo armband, github.com/aljazfrancic/myo-readings-dataset (MIT). Layout
-    (``--data`` is the folder holding the session folders)::
+    (``--data`` is the repository as published, a folder above it, one of its reading folders or a
+    folder holding the session folders; they are found at any depth, see
+    :mod:`data_pipelines.datasets.myo`)::
 
         <participant>-<session>/<gesture>.txt      e.g. 12345-1/0.txt ... 12345-1/7.txt
+        _readings_right_hand/12345-1/0.txt ...     as published (and _readings_left_hand/...)
 
+    The recording id is the path below ``--data``, so the hand folder stays in it.
     Comma-separated lines: 8 EMG channels (int8) then the label, about 200 Hz
     (:data:`data_pipelines.datasets.myo.SAMPLE_RATE`), about 60 s a file. Within a file the label
     alternates every 5 s between 0 (rest) and the file's gesture (``0.txt`` is all rest). Classes:
@@ -91,7 +95,8 @@ NINAPRO_BY_CHANNELS = {12: "DB2", 16: "DB5"}
 NINAPRO_FILE = re.compile(r"^S(?P<subject>\d+)_(?:E(?P<e1>\d+)_A\d+|A\d+_E(?P<e2>\d+))\.mat$", re.IGNORECASE)
 NINAPRO_FOLDER = re.compile(r"^DB(?P<number>\d+)(?:_|$)", re.IGNORECASE)
 
-MYO_LAYOUT = "the Myo readings layout: <data>/<participant>-<session>/<gesture>.txt (8 EMG columns and a label per line)"
+MYO_LAYOUT = ("the Myo readings layout: <participant>-<session>/<gesture>.txt at any depth under <data>, e.g. "
+              "_readings_right_hand/12345-1/0.txt (8 EMG columns and a label per line)")
 NINAPRO_LAYOUT = "Ninapro's layout: <data>/DB2_s1/S1_E1_A1.mat ... (DB2/DB3) or <data>/s1/S1_E1_A1.mat ... (DB5)"
 
 log = logging.getLogger(__name__)
