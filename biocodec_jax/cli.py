@@ -20,6 +20,7 @@ The experiments (and MNE, matplotlib, ...) are imported inside the command that 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,7 +33,8 @@ def _demo(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
-    """Recordings -> shards + manifest (data_pipelines.prepare). Exit 0 if any window was written."""
+    """Recordings -> shards + manifest (data_pipelines.prepare). Exit 0 if any window was written;
+    1, with no manifest, if none was (the message names the input and counts the files)."""
     import logging
     import os
 
@@ -52,17 +54,21 @@ def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:  # bad input, config or output: nothing started
         print(f"error: {err}", file=sys.stderr)
         return 2
-    splits = ", ".join(f"{k} {v['windows']} windows / {v['recordings']} recordings / {len(v['subjects'])} subjects" for k, v in manifest["splits"].items())
     bad_files = sum(1 for r in manifest["rejected"] if "channel" not in r)
     bad_channels = len(manifest["rejected"]) - bad_files
+    if manifest["windows"] == 0:  # prepare wrote no manifest: say why here
+        tried = len({r["path"] for r in manifest["recordings"]} | {r["path"] for r in manifest["rejected"]})
+        why = (f"no recordings found ({args.dataset} layout)" if tried == 0 else
+               f"no window from the {tried} file(s) tried ({bad_files} failed, {bad_channels} channel(s) rejected; "
+               "reasons logged above)")
+        print(f"error: {args.input}: {why}; no manifest.json written to {args.output}", file=sys.stderr)
+        return 1
+    splits = ", ".join(f"{k} {v['windows']} windows / {v['recordings']} recordings / {len(v['subjects'])} subjects" for k, v in manifest["splits"].items())
     print(
         f"{args.output}: {manifest['windows']} windows of {manifest['window_samples']} samples at "
         f"{manifest['sample_rate']:g} Hz ({splits}); rejected {bad_files} file(s) and {bad_channels} channel(s), "
         f"reasons in {args.output}/manifest.json"
     )
-    if manifest["windows"] == 0:
-        print(f"{args.output}: nothing usable was produced", file=sys.stderr)
-        return 1
     return 0
 
 
@@ -207,9 +213,12 @@ def _tokens_io(args: argparse.Namespace, rest: list[str]) -> int:
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for path, channel, reason in report.get("dropped", []):
+        print(f"dropped channel {channel!r} of {path}: {reason}; tokenized the others", file=sys.stderr)
     for path, reason in report["failed"]:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    print(f"{args.command}: {len(report['written'])} written to {args.output}, {len(report['failed'])} skipped")
+    print(f"{args.command}: {len(report['written'])} written to {args.output}, {len(report['failed'])} skipped"
+          + (f", {len(report['dropped'])} channel(s) left out" if report.get("dropped") else ""))
     return 1 if report["failed"] else 0
 
 
@@ -491,7 +500,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest and not getattr(args, "forward", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return args.func(args, rest)
+    try:
+        return args.func(args, rest)
+    except BrokenPipeError:  # e.g. `biocodec-jax info CODEC | head`: the reader left; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,9 +15,14 @@ can restore physical units; clipping and filtering cannot be undone. Channel nam
 the recording has them (``Tokens.channel_names``); the canonical names the training data uses
 ("C3" for PhysioNet's "C3..") are in ``Tokens.canonical_channel_names``.
 
+A channel holding NaN/Inf samples, or flat, is left out and listed in ``Tokens.dropped_channels``
+with the reason, as ``prepare`` leaves it out of training data (one rule for both:
+:func:`data_pipelines.preprocess.unusable_channels`); the other channels are tokenized.
+
 Tokens carry the :func:`fingerprint` of the codec that made them (``codec_id``); decoding them with
 another codec is refused. Problems with the recording raise :class:`TokenizeError`, a
-``ValueError`` (and a :class:`~data_pipelines.errors.RecordingError`) naming the recording.
+``ValueError`` (and a :class:`~data_pipelines.errors.RecordingError`) naming the recording; a
+damaged or malformed tokens file raises :class:`TokensFileError`, a ``ValueError`` naming the file.
 
 This module does the I/O (MNE, files); :mod:`biocodec_jax.codec` imports it only inside
 ``Codec.tokenize`` / ``Codec.detokenize``.
@@ -29,6 +34,8 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +47,7 @@ from biocodec_jax import config as config_lib
 from data_pipelines.channels import pick_channels
 from data_pipelines.config import PrepareConfig, config_from_dict, prepare_preset
 from data_pipelines.errors import ChannelError, RecordingError, source_of
-from data_pipelines.preprocess import check_finite, clip, filter_and_resample, robust_normalize, robust_stats
+from data_pipelines.preprocess import clip, filter_and_resample, robust_normalize, robust_stats, unusable_channels
 from data_pipelines.readers import read_raw
 
 if TYPE_CHECKING:
@@ -51,7 +58,23 @@ FINGERPRINT_CHARS = 16
 
 
 class TokenizeError(RecordingError, ValueError):
-    """A recording cannot be tokenized (wrong modality or rate, too short, NaN, ...); names it."""
+    """A recording cannot be tokenized (wrong modality or rate, too short, no usable channel, ...); names it."""
+
+
+class TokensFileError(ValueError):
+    """A file is not a readable tokens file (truncated, not an ``.npz``, keys or values missing or
+    malformed, unknown format); ``path`` is the file, ``reason`` says what is wrong."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
+
+class DroppedChannelsWarning(UserWarning):
+    """:func:`tokenize` left out channels it could not use (listed in ``Tokens.dropped_channels``)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +109,10 @@ class Tokens:
     encoded, ``original_n_samples`` at ``original_sample_rate`` were recorded. ``preprocessing``
     holds the preparation parameters and per-channel ``median`` / ``iqr`` arrays (recording units);
     ``start_time`` ``{"meas_date": ISO string or None, "first_samp": int, "offset_s": float}``.
+    ``dropped_channels``: the recording's channels of the codec's modality that were left out, each
+    ``{"channel": as the recording names it, "canonical": as the codec's data does, "reason": ...}``
+    (NaN/Inf samples or flat; the rule of ``prepare``, :func:`data_pipelines.preprocess.unusable_channels`);
+    ``codes`` and the other per-channel fields hold only the kept channels.
     """
 
     codes: np.ndarray
@@ -102,6 +129,7 @@ class Tokens:
     preprocessing: dict
     start_time: dict
     source: str = "<raw>"
+    dropped_channels: tuple[dict, ...] = ()
 
     @property
     def n_channels(self) -> int:
@@ -138,6 +166,7 @@ class Tokens:
             "preprocessing": prep,
             "start_time": self.start_time,
             "source": self.source,
+            "dropped_channels": [dict(d) for d in self.dropped_channels],
         }
         with open(path, "wb") as f:  # a file object: numpy would otherwise append ".npz"
             np.savez(
@@ -151,32 +180,109 @@ class Tokens:
 
     @classmethod
     def load(cls, path: str | Path) -> "Tokens":
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save`; :class:`TokensFileError` (a ValueError naming the
+        file) if it is missing, damaged (truncated, not an ``.npz``) or not a tokens file."""
         path = Path(path)
+        if not path.is_file():
+            raise TokensFileError(path, "no such file")
+        try:
+            with open(path, "rb") as f:
+                magic = f.read(4)
+        except OSError as e:
+            raise TokensFileError(path, f"cannot be read ({type(e).__name__}: {e})") from e
+        if magic[:2] != b"PK":  # np.load would otherwise try to read it as a pickle or a .npy
+            raise TokensFileError(path, "not a tokens file: " + ("empty" if not magic else "not an .npz (zip) archive"))
         try:
             with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
+                missing = sorted({"codes", "median", "iqr", "meta"} - set(z.files))
+                if missing:
+                    raise TokensFileError(path, f"not a tokens file: no {', '.join(missing)} in it")
+                meta = json.loads(str(z["meta"][()]))
                 codes, median, iqr = z["codes"], z["median"], z["iqr"]
-        except (OSError, KeyError, ValueError) as e:
-            raise ValueError(f"{path}: not a tokens file ({type(e).__name__}: {e})") from e
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: unknown tokens format {meta.get('format')!r}; expected {FORMAT!r}")
-        return cls(
-            codes=codes.astype(np.int32),
-            channel_names=tuple(meta["channel_names"]),
-            canonical_channel_names=tuple(meta.get("canonical_channel_names", meta["channel_names"])),
-            ch_types=tuple(meta["ch_types"]),
-            units=tuple(meta["units"]),
-            token_rate=float(meta["token_rate"]),
-            sample_rate=float(meta["sample_rate"]),
-            original_sample_rate=float(meta["original_sample_rate"]),
-            n_samples=int(meta["n_samples"]),
-            original_n_samples=int(meta["original_n_samples"]),
-            codec_id=meta["codec_id"],
-            preprocessing={**meta["preprocessing"], "median": median, "iqr": iqr},
-            start_time=meta["start_time"],
-            source=meta.get("source", "<raw>"),
-        )
+        except TokensFileError:
+            raise
+        except Exception as e:  # zipfile.BadZipFile, EOFError, OSError, ValueError, ... : a damaged file
+            raise TokensFileError(path, f"damaged or truncated tokens file ({type(e).__name__}: {e})") from e
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise TokensFileError(path, f"unknown tokens format {found!r}; expected {FORMAT!r}")
+        try:
+            return _tokens_from(meta, codes, median, iqr)
+        except (KeyError, TypeError, ValueError) as e:
+            what = f"no {e.args[0]!r} in its metadata" if isinstance(e, KeyError) else str(e)
+            raise TokensFileError(path, f"malformed tokens file: {what}") from e
+
+
+def _tokens_from(meta: dict, codes: np.ndarray, median: np.ndarray, iqr: np.ndarray) -> Tokens:
+    """A :class:`Tokens` from a file's arrays and metadata, checked for consistency (KeyError,
+    TypeError or ValueError saying what is wrong)."""
+
+    def strings(key: str, default: Any = None) -> tuple[str, ...]:
+        value = meta.get(key, default) if default is not None else meta[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise TypeError(f"{key} is not a list of strings")
+        return tuple(value)
+
+    def number(key: str, kind=float):  # a positive float or int
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (kind is int and value != int(value)):
+            raise TypeError(f"{key} is not {'an integer' if kind is int else 'a number'}: {value!r}")
+        if value <= 0:
+            raise ValueError(f"{key} must be positive; got {value!r}")
+        return kind(value)
+
+    if codes.ndim != 3 or not np.issubdtype(codes.dtype, np.integer) or 0 in codes.shape:
+        raise ValueError(f"codes must be a non-empty integer array [channels, quantizers, frames]; got {codes.dtype} {codes.shape}")
+    if codes.min() < 0 or codes.max() > np.iinfo(np.int32).max:
+        raise ValueError(f"codes must be codebook indices (0 or more); found {int(codes.min())}..{int(codes.max())}")
+    n_channels = codes.shape[0]
+    names = strings("channel_names")
+    per_channel = {"channel_names": names, "canonical_channel_names": strings("canonical_channel_names", list(names)),
+                   "ch_types": strings("ch_types"), "units": strings("units")}
+    for key, value in per_channel.items():
+        if len(value) != n_channels:
+            raise ValueError(f"{key} has {len(value)} entries for {n_channels} channels of codes")
+    for key, a in (("median", median), ("iqr", iqr)):
+        if a.shape != (n_channels,) or not np.issubdtype(a.dtype, np.floating) or not np.isfinite(a).all():
+            raise ValueError(f"{key} must be {n_channels} finite floats (one a channel); got {a.dtype} {a.shape}")
+    if not (iqr > 0).all():
+        raise ValueError("iqr must be positive")
+    token_rate, sample_rate = number("token_rate"), number("sample_rate")
+    n_samples = number("n_samples", int)
+    hop = max(1, round(sample_rate / token_rate))
+    if n_samples > codes.shape[2] * hop:
+        raise ValueError(f"n_samples {n_samples} is more than {codes.shape[2]} frames of {hop} samples hold")
+    for key, kind in (("codec_id", str), ("preprocessing", dict), ("start_time", dict)):
+        if not isinstance(meta[key], kind):
+            raise TypeError(f"{key} is not a {kind.__name__}")
+    if not isinstance(meta.get("source", ""), str):
+        raise TypeError("source is not a str")
+    start = meta["start_time"]
+    if start.get("meas_date") is not None:
+        datetime.datetime.fromisoformat(start["meas_date"])  # ValueError if it is not a date
+    for key in ("first_samp", "offset_s"):
+        if key in start and (isinstance(start[key], bool) or not isinstance(start[key], (int, float))):
+            raise TypeError(f"start_time.{key} is not a number")
+    dropped = meta.get("dropped_channels", [])
+    if not isinstance(dropped, list) or not all(isinstance(d, dict) and isinstance(d.get("channel"), str) for d in dropped):
+        raise TypeError("dropped_channels is not a list of {channel, reason}")
+    return Tokens(
+        codes=codes.astype(np.int32),
+        channel_names=names,
+        canonical_channel_names=per_channel["canonical_channel_names"],
+        ch_types=per_channel["ch_types"],
+        units=per_channel["units"],
+        token_rate=token_rate,
+        sample_rate=sample_rate,
+        original_sample_rate=number("original_sample_rate"),
+        n_samples=n_samples,
+        original_n_samples=number("original_n_samples", int),
+        codec_id=meta["codec_id"],
+        preprocessing={**meta["preprocessing"], "median": median.astype(np.float64), "iqr": iqr.astype(np.float64)},
+        start_time=start,
+        source=meta.get("source", "<raw>"),
+        dropped_channels=tuple(dropped),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +314,9 @@ def prepare_config_for(codec: "Codec") -> PrepareConfig:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Prepared:
-    """A recording prepared for the codec: ``x`` float32 ``[C, n_samples]`` normalised and clipped."""
+    """A recording prepared for the codec: ``x`` float32 ``[C, n_samples]`` normalised and clipped.
+
+    ``dropped_channels``: the channels of the modality left out (see :attr:`Tokens.dropped_channels`)."""
 
     x: np.ndarray
     median: np.ndarray
@@ -220,6 +328,7 @@ class Prepared:
     first_samp: int
     source: str
     prep: PrepareConfig
+    dropped_channels: tuple[dict, ...] = ()
 
 
 def _as_raw(recording: Any, source: str | None) -> tuple[mne.io.BaseRaw, str]:
@@ -240,9 +349,11 @@ def _as_raw(recording: Any, source: str | None) -> tuple[mne.io.BaseRaw, str]:
 def prepare_recording(codec: "Codec", recording: Any, *, prep: PrepareConfig | None = None, source: str | None = None) -> Prepared:
     """Pick, filter, resample, normalise and clip ``recording`` as the codec's training data was.
 
-    Raises :class:`TokenizeError` (a ValueError naming the recording) for a recording without
-    channels of the codec's modality, sampled below ``prep.min_sample_rate``, shorter than one
-    frame at the codec's rate, holding NaN/Inf, or with a flat channel.
+    A channel holding NaN/Inf samples or flat (IQR 0) in the recording is left out and listed in
+    ``dropped_channels``, as ``prepare`` drops it from training data (the one rule of
+    :func:`data_pipelines.preprocess.unusable_channels`). Raises :class:`TokenizeError` (a ValueError
+    naming the recording) for a recording without channels of the codec's modality, sampled below
+    ``prep.min_sample_rate``, shorter than one frame at the codec's rate, or with no usable channel.
     """
     prep = prep or prepare_config_for(codec)
     if prep.sample_rate != codec.sample_rate:
@@ -266,8 +377,17 @@ def prepare_recording(codec: "Codec", recording: Any, *, prep: PrepareConfig | N
                 f"too short: {raw.n_times} samples at {sfreq:g} Hz ({n_target} at {codec.sample_rate} Hz) "
                 f"is less than one frame of {codec.hop_length} samples",
             )
-        # As prepare does: NaN/Inf would be smeared over the channel by filtering; judge the data as recorded.
-        check_finite(raw.get_data(), raw.ch_names, source)
+        # As prepare does: NaN/Inf would be smeared over the channel by filtering and a flat line
+        # turned into rounding noise; judge the data as recorded and leave such channels out.
+        unusable = unusable_channels(raw.get_data(), raw.ch_names)
+        recorded_name = dict(zip(raw.ch_names, picked_source_names))
+        dropped = tuple({"channel": recorded_name[name], "canonical": name, "reason": reason} for name, reason in unusable)
+        bad = {name for name, _ in unusable}
+        if len(bad) == len(raw.ch_names):
+            raise RecordingError(source, "no usable channel (" + "; ".join(f"{d['channel']!r}: {d['reason']}" for d in dropped) + ")")
+        if bad:
+            picked_source_names = tuple(recorded_name[name] for name in raw.ch_names if name not in bad)
+            raw.drop_channels(sorted(bad))
         info = raw.info.copy()
         original_n, first_samp = raw.n_times, int(raw.first_samp)
         filter_and_resample(raw, prep.sample_rate, l_freq=prep.l_freq, h_freq=prep.h_freq, notch_freqs=prep.notch_freqs(sfreq))
@@ -280,7 +400,7 @@ def prepare_recording(codec: "Codec", recording: Any, *, prep: PrepareConfig | N
         reason = f"channel {e.channel!r}: {e.reason}" if isinstance(e, ChannelError) else e.reason
         raise TokenizeError(source if e.path in ("<raw>", "<array>") else e.path, reason) from e
     x = np.ascontiguousarray(clip(x, prep.clip), dtype=np.float32)
-    return Prepared(x, median, iqr, info, picked_source_names, sfreq, original_n, first_samp, source, prep)
+    return Prepared(x, median, iqr, info, picked_source_names, sfreq, original_n, first_samp, source, prep, dropped)
 
 
 def _orig_names(raw: mne.io.BaseRaw, source_names: tuple[str, ...]) -> list[str]:
@@ -303,8 +423,15 @@ def tokenize(
 
     ``n_q``: quantizers to keep (all by default); ``prep``: preparation config (default: the preset
     of the codec's modality, see :func:`prepare_config_for`); ``source``: name used in errors.
+
+    A channel with NaN/Inf samples or a flat one is left out, as ``prepare`` leaves it out of
+    training data: it is listed in ``Tokens.dropped_channels`` (with the reason) and a
+    :class:`DroppedChannelsWarning` says so; the other channels are tokenized. No usable channel
+    at all raises :class:`TokenizeError`.
     """
     p = prepare_recording(codec, recording, prep=prep, source=source)
+    if p.dropped_channels:
+        warnings.warn(f"{p.source}: {_dropped_text(p.dropped_channels)}", DroppedChannelsWarning, stacklevel=2)
     codes = encode_channels(codec, p.x, n_q)  # [C, K, T']
     ch_types = tuple(p.info.get_channel_types())
     meas_date = p.info["meas_date"]
@@ -342,7 +469,12 @@ def tokenize(
             "offset_s": p.first_samp / p.original_sample_rate,
         },
         source=p.source,
+        dropped_channels=p.dropped_channels,
     )
+
+
+def _dropped_text(dropped: tuple[dict, ...]) -> str:
+    return "left out " + "; ".join(f"channel {d['channel']!r} ({d['reason']})" for d in dropped)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,6 +516,10 @@ def check_codec(codec: "Codec", tokens: Tokens) -> str:
         )
     if float(codec.sample_rate) != tokens.sample_rate:  # cannot happen with matching ids; a corrupt file
         raise ValueError(f"tokens are at {tokens.sample_rate:g} Hz but the codec runs at {codec.sample_rate} Hz")
+    size = codec.codec_config.codebook_size
+    if tokens.n_q > codec.n_q or int(tokens.codes.max()) >= size:  # a corrupt file, too
+        raise ValueError(f"tokens of {tokens.source} have {tokens.n_q} quantizers and codes up to {int(tokens.codes.max())}; "
+                         f"the codec has {codec.n_q} quantizers of {size} codes")
     return codec_id
 
 
@@ -402,7 +538,10 @@ def decode_tokens(codec: "Codec", tokens: Tokens, *, normalized: bool = False) -
 def detokenize(codec: "Codec", tokens: Tokens, *, resample: bool = True) -> mne.io.RawArray:
     """``tokens`` decoded into an ``mne.io.RawArray`` in physical units, channels named and typed as
     tokenized, ``meas_date`` and ``first_samp`` restored, resampled back to the original rate
-    (``resample=False``: left at the codec's rate). Tokens of another codec raise ValueError."""
+    (``resample=False``: left at the codec's rate). Tokens of another codec raise ValueError.
+
+    Only the channels that were tokenized come back: those tokenize left out (NaN/Inf or flat,
+    ``tokens.dropped_channels``) are not in the result, which has ``tokens.n_channels`` channels."""
     y = decode_tokens(codec, tokens)
     info = mne.create_info(list(tokens.channel_names), tokens.sample_rate, list(tokens.ch_types))
     raw = mne.io.RawArray(y, info, verbose=False)
@@ -428,6 +567,8 @@ def detokenize(codec: "Codec", tokens: Tokens, *, resample: bool = True) -> mne.
 __all__ = [
     "Tokens",
     "TokenizeError",
+    "TokensFileError",
+    "DroppedChannelsWarning",
     "fingerprint",
     "prepare_config_for",
     "prepare_recording",
@@ -454,8 +595,11 @@ def _inputs(path: Path, pattern: str) -> list[Path]:
 
 
 def _each_file(files: list[Path], desc: str, progress: bool, write_one, errors: tuple) -> dict[str, list]:
-    """``write_one(path) -> written path`` for every file; a file raising one of ``errors`` is
-    reported and skipped. Returns ``{"written": [paths], "failed": [(path, reason)]}``."""
+    """``write_one(path) -> written path`` for every file; a file raising an exception is reported
+    and skipped, the rest done. Returns ``{"written": [paths], "failed": [(path, reason)]}``: the
+    reason is the message of one of the expected ``errors`` (without the path it may start with),
+    or ``"unexpected <type>: <message>"`` for any other exception (a reader or MNE failing in an
+    unforeseen way must not stop a batch job, as in ``prepare``)."""
     from tqdm import tqdm
 
     report: dict[str, list] = {"written": [], "failed": []}
@@ -463,14 +607,22 @@ def _each_file(files: list[Path], desc: str, progress: bool, write_one, errors: 
         try:
             report["written"].append(write_one(path))
         except errors as err:
-            report["failed"].append((path, str(err)))
+            reason = str(err)
+            report["failed"].append((path, reason[len(f"{path}: "):] if reason.startswith(f"{path}: ") else reason))
+        except Exception as err:
+            report["failed"].append((path, f"unexpected {type(err).__name__}: {err}"))
     return report
 
 
 def _write_whole(target: Path, partial: Path, save) -> Path:
-    """``save(partial)``, then rename it to ``target``: a failure never leaves a half-written ``target``."""
-    save(partial)
-    partial.replace(target)
+    """``save(partial)``, then rename it to ``target``: a failure never leaves a half-written
+    ``target`` (nor the partial file)."""
+    try:
+        save(partial)
+        partial.replace(target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return target
 
 
@@ -479,7 +631,9 @@ def tokenize_files(codec: "Codec", source: str | Path, output: str | Path, *, n_
     """Tokenize a recording, or every recording under a directory, into ``output/<name>_tokens.npz``.
 
     A bad recording is reported and skipped, never half-written (each file is written whole, then
-    renamed into place). Returns ``{"written": [paths], "failed": [(path, reason)]}``.
+    renamed into place). Channels :func:`tokenize` leaves out (NaN/Inf, flat) are listed in each
+    file's tokens and reported here. Returns ``{"written": [paths], "failed": [(path, reason)],
+    "dropped": [(path, channel, reason)]}``.
     """
     from data_pipelines.readers import SUPPORTED_SUFFIXES, recording_format
 
@@ -491,18 +645,27 @@ def tokenize_files(codec: "Codec", source: str | Path, output: str | Path, *, n_
             raise FileNotFoundError(f"{source}: no recordings ({', '.join(SUPPORTED_SUFFIXES)})")
     output.mkdir(parents=True, exist_ok=True)
 
+    dropped: list[tuple[Path, str, str]] = []
+
     def write_one(path: Path) -> Path:
         name = path.name[: -len(recording_format(path))] + TOKENS_SUFFIX
-        tokens = tokenize(codec, path, n_q=n_q)
-        return _write_whole(output / name, output / f".{name}.partial.npz", tokens.save)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DroppedChannelsWarning)  # reported in "dropped" instead
+            tokens = tokenize(codec, path, n_q=n_q)
+        written = _write_whole(output / name, output / f".{name}.partial.npz", tokens.save)
+        dropped.extend((path, d["channel"], d["reason"]) for d in tokens.dropped_channels)
+        return written
 
-    return _each_file(files, "tokenize", progress, write_one, (RecordingError, ValueError, OSError))
+    report = _each_file(files, "tokenize", progress, write_one, (RecordingError, ValueError, OSError))
+    report["dropped"] = dropped
+    return report
 
 
 def reconstruct_files(codec: "Codec", source: str | Path, output: str | Path, *, progress: bool = True) -> dict[str, list]:
     """Decode ``*_tokens.npz`` (one file or a directory of them) into ``output/<name>_recon_raw.fif``
     (physical units, original rate and channel names). Like :func:`tokenize_files`, bad inputs
-    (unreadable, another codec's tokens) are reported and skipped."""
+    (missing, truncated or malformed: :class:`TokensFileError`; another codec's tokens) are
+    reported and skipped. Returns ``{"written": [paths], "failed": [(path, reason)]}``."""
     source, output = Path(source), Path(output)
     files = _inputs(source, f"*{TOKENS_SUFFIX}")
     if not files:
@@ -515,4 +678,4 @@ def reconstruct_files(codec: "Codec", source: str | Path, output: str | Path, *,
         return _write_whole(output / f"{stem}_recon_raw.fif", output / f".{stem}.partial_raw.fif",
                             lambda tmp: raw.save(tmp, overwrite=True, verbose=False))
 
-    return _each_file(files, "reconstruct", progress, write_one, (ValueError, OSError, KeyError))
+    return _each_file(files, "reconstruct", progress, write_one, (ValueError, OSError))

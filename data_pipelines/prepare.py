@@ -26,8 +26,9 @@ The split is decided before any file is read, by subject (or recording): a seede
 when whole, then its progress file is written. A re-run (same input, same config) skips the
 groups that have a progress file and redoes the rest, so an interrupted run finishes with exactly
 the shards and manifest of an uninterrupted one; ``manifest.json`` exists only once every group
-is done. Bad files and channels never stop the run: each is logged and listed under
-``rejected`` with its reason.
+is done, and only if at least one window was written (a run that produced nothing leaves no
+manifest, and no progress: there is nothing to resume). Bad files and channels never stop the
+run: each is logged and listed under ``rejected`` with its reason.
 
 Manifest keys: ``format``, ``dataset``, ``input``, ``config``, ``sample_rate``, ``window_samples``,
 ``windows`` (total), ``splits`` (per split: subjects, recordings, windows), ``shards`` (per split:
@@ -44,6 +45,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +59,7 @@ from data_pipelines.config import PrepareConfig, config_to_dict
 from data_pipelines.datasets import Dataset, RecordingRef, Skipped, get_dataset
 from data_pipelines.errors import RecordingError
 from data_pipelines.manifest import MANIFEST
-from data_pipelines.preprocess import clip, filter_and_resample, make_windows, robust_stats
+from data_pipelines.preprocess import clip, filter_and_resample, make_windows, robust_stats, unusable_channels
 from data_pipelines.shards import SHARD_SUFFIX, ShardWriter, WindowOrigin, encode_window
 
 log = logging.getLogger("data_pipelines.prepare")
@@ -130,13 +132,8 @@ def process_recording(root: Path, ref: RecordingRef, dataset: Dataset, config: P
             )
         # Non-finite samples would be smeared over the channel by filtering, and a constant channel
         # could pick up rounding noise from resampling: judge both on the data as recorded.
-        data = raw.get_data()
-        finite = np.isfinite(data)
-        for i in np.flatnonzero(~finite.all(axis=1)):
-            result.rejected_channels.append((raw.ch_names[i], f"{int((~finite[i]).sum())} non-finite (NaN/Inf) sample(s)"))
-        _, raw_iqr = robust_stats(np.where(finite, data, 0.0))
-        for i in np.flatnonzero(finite.all(axis=1) & (raw_iqr == 0)):
-            result.rejected_channels.append((raw.ch_names[i], "flat signal (interquartile range 0)"))
+        # (preprocess.unusable_channels: the same rule as tokenize's.)
+        result.rejected_channels.extend(unusable_channels(raw.get_data(), raw.ch_names))
         bad = sorted({name for name, _ in result.rejected_channels})
         if len(bad) == len(raw.ch_names):
             raise RecordingError(source, "no usable channel (every channel is flat or holds non-finite samples)")
@@ -320,6 +317,12 @@ def prepare(
 
     Resumes an interrupted run into the same ``output_dir`` (same input and config; otherwise a
     ValueError). Returns the manifest. ``on_result`` is called with each finished recording.
+
+    ``manifest.json`` is written only if at least one window was: a run that produced nothing (no
+    recordings found, or every one rejected) returns the manifest it would have written (with
+    ``windows`` 0 and the reasons under ``rejected``) but leaves none on disk, so the output is
+    never taken for a finished one. Nor does it leave progress to resume: the next run into
+    ``output_dir`` starts afresh (and re-reads files fixed in the meantime).
     """
     root = Path(input_dir).resolve()
     output = Path(output_dir)
@@ -367,6 +370,11 @@ def prepare(
         results.close()
 
     manifest = _manifest(root, output, dataset, config, groups, skipped)
+    if manifest["windows"] == 0:
+        # A manifest marks a usable output, and there is nothing to resume: forget this run's
+        # progress so that the next one (input fixed, or another config) starts afresh.
+        shutil.rmtree(output / PROGRESS_DIR, ignore_errors=True)
+        return manifest
     _write_json(output / MANIFEST, manifest)
     return manifest
 

@@ -84,6 +84,25 @@ def flat_channels(x: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(iqr == 0)]
 
 
+def unusable_channels(x: np.ndarray, channel_names: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """``(channel name, reason)`` for each channel of ``x`` ``[C, T]`` that cannot be used: one
+    holding NaN/Inf samples, then one that is flat (IQR 0, judged on its finite samples).
+
+    The one rule for dropping a channel, shared by ``prepare`` (training data) and ``tokenize``:
+    apply it to the data as recorded, before filtering and resampling (filtering would smear a
+    NaN over the channel and turn a flat line into rounding noise). Empty if every channel is fine.
+    """
+    x = _check_2d(x, None)
+    finite = np.isfinite(x)
+    out = []
+    for i in np.flatnonzero(~finite.all(axis=1)):
+        out.append((_channel_name(channel_names, int(i)), f"{int((~finite[i]).sum())} non-finite (NaN/Inf) sample(s)"))
+    _, iqr = robust_stats(np.where(finite, x, 0.0))
+    for i in np.flatnonzero(finite.all(axis=1) & (iqr == 0)):
+        out.append((_channel_name(channel_names, int(i)), "flat signal (interquartile range 0)"))
+    return out
+
+
 def robust_normalize(
     x: np.ndarray, channel_names: Sequence[str] | None = None, source: str | Path | None = None
 ) -> np.ndarray:

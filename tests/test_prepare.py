@@ -139,14 +139,37 @@ def test_damaged_files_are_reported_and_good_ones_processed(tmp_path, caplog):
     assert not list(out.rglob("*.tmp"))
 
 
-def test_nothing_usable_exits_nonzero(tmp_path):
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "broken.edf").write_bytes(b"not an edf at all" * 20)
-    code = cli_main(["prepare", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--workers", "1", "--no-progress"])
-    assert code == 1
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+def test_nothing_usable_exits_nonzero_without_a_manifest(tmp_path, capsys, caplog):
+    """No window written -> no manifest.json (it marks a finished output), exit 1 saying why; the
+    failed run leaves nothing to resume, so the same command finishes once the input is fixed."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    (inp / "broken.edf").write_bytes(b"not an edf at all" * 20)
+    (inp / "notes.csv").write_text("not,a,recording\n")
+    args = ["prepare", "--input", str(inp), "--output", str(out), "--workers", "1", "--no-progress"]
+    assert cli_main(args) == 1
+    err = capsys.readouterr().err
+    assert f"error: {inp}: no window from the 2 file(s) tried (2 failed" in err and "no manifest.json" in err
+    assert "broken.edf" in caplog.text and "notes.csv" in caplog.text  # each failure, by name
+    assert not (out / "manifest.json").exists() and not list(out.rglob("*.array_record"))
+    # The library returns what the manifest would have said.
+    manifest = prepare(inp, out, EEG, workers=1, progress=False)
     assert manifest["windows"] == 0 and manifest["shards"] == {"train": [], "val": []}
-    assert manifest["rejected"][0]["path"] == "broken.edf"
+    assert {r["path"] for r in manifest["rejected"]} == {"broken.edf", "notes.csv"}
+    assert not (out / "manifest.json").exists()
+
+    shutil.copy(sorted(BUNDLED.glob("*/*.edf"))[0], inp / "broken.edf")  # fixed in place: read again
+    assert cli_main(args) == 0
+    assert read_manifest(out)["windows"] == expected_windows(inp / "broken.edf")
+
+
+def test_empty_input_folder_exits_nonzero_without_a_manifest(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    out = tmp_path / "out"
+    assert cli_main(["prepare", "--input", str(tmp_path / "in"), "--output", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'in'}: no recordings found (generic layout)" in err and "Traceback" not in err
+    assert not (out / "manifest.json").exists()
 
 
 # --- resume ----------------------------------------------------------------------------------

@@ -221,11 +221,35 @@ def test_shorter_than_one_frame(codec):
         codec.tokenize(_array_raw(2, 250.0, codec.hop_length - 1))
 
 
-def test_nan(codec):
-    raw = _array_raw(2, 250.0, 2500)
+@pytest.fixture(scope="module")
+def tiny():
+    """An untrained tiny codec (250 Hz, hop 4): quick to build and compile, for the error paths."""
+    return Codec.from_preset("tiny", seed=0)
+
+
+def test_nan_or_flat_channel_is_left_out_as_prepare_does(tiny, tmp_path):
+    """One rule with ``prepare`` (preprocess.unusable_channels): the bad channels are dropped and
+    listed with the reason, the rest is tokenized; detokenize gives back the kept channels."""
+    from biocodec_jax.tokenizer import DroppedChannelsWarning
+    from data_pipelines.preprocess import unusable_channels
+
+    raw = _array_raw(4, 250.0, 500)
     raw._data[1, 100] = np.nan
-    with pytest.raises(ValueError, match=r"channel 'C1': 1 non-finite"):
-        codec.tokenize(raw)
+    raw._data[3] = 2e-6  # flat
+    with pytest.warns(DroppedChannelsWarning, match=r"'C1' \(1 non-finite.*'C3' \(flat"):
+        tokens = tiny.tokenize(raw)
+    assert tokens.channel_names == ("C0", "C2") and tokens.codes.shape[0] == 2
+    assert tokens.dropped_channels == ({"channel": "C1", "canonical": "C1", "reason": "1 non-finite (NaN/Inf) sample(s)"},
+                                       {"channel": "C3", "canonical": "C3", "reason": "flat signal (interquartile range 0)"})
+    assert [(d["canonical"], d["reason"]) for d in tokens.dropped_channels] == unusable_channels(raw.get_data(), raw.ch_names)
+    loaded = Tokens.load(tokens.save(tmp_path / "t_tokens.npz"))
+    assert loaded.dropped_channels == tokens.dropped_channels
+    back = tiny.detokenize(loaded)
+    assert back.ch_names == ["C0", "C2"] and back.n_times == 500
+
+    raw._data[[0, 2]] = np.inf
+    with pytest.raises(TokenizeError, match=r"no usable channel \('C0': 500 non-finite"):
+        tiny.tokenize(raw, source="all-bad")
 
 
 def test_missing_file(codec, tmp_path):
@@ -269,3 +293,132 @@ def test_cli_tokenize_and_reconstruct_a_folder_skipping_bad_files(tmp_path, caps
     code = cli_main(["reconstruct", "--codec", str(other), "--no-progress", "--input", str(tmp_path / "tokens"),
                      "--output", str(tmp_path / "recon2")])
     assert code == 1 and "not by this codec" in capsys.readouterr().err
+
+
+# --- damaged tokens files; every file of a batch --------------------------------------------
+
+
+def _tokens_without_a_codec() -> Tokens:
+    return Tokens(
+        codes=np.arange(30, dtype=np.int32).reshape(2, 3, 5) % 16, channel_names=("C3..", "C4.."),
+        canonical_channel_names=("C3", "C4"), ch_types=("eeg", "eeg"), units=("V", "V"), token_rate=62.5,
+        sample_rate=250.0, original_sample_rate=160.0, n_samples=20, original_n_samples=13, codec_id="0" * 16,
+        preprocessing={"clip": 10.0, "median": np.zeros(2), "iqr": np.full(2, 1e-5)},
+        start_time={"meas_date": None, "first_samp": 0, "offset_s": 0.0}, source="rec.edf",
+        dropped_channels=({"channel": "Fz..", "canonical": "FZ", "reason": "flat signal (interquartile range 0)"},),
+    )
+
+
+def test_damaged_tokens_file_is_a_tokens_file_error_naming_it(tmp_path):
+    import io
+    import json
+
+    from biocodec_jax.tokenizer import TokensFileError
+
+    good = _tokens_without_a_codec().save(tmp_path / "good_tokens.npz")
+    loaded = Tokens.load(good)
+    assert loaded.dropped_channels[0]["canonical"] == "FZ" and loaded.codes.dtype == np.int32
+    data = good.read_bytes()
+    with np.load(good) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+
+    def npz(**changes) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, **{k: v for k, v in {**arrays, **changes}.items() if v is not None})
+        return buf.getvalue()
+
+    def with_meta(**changes) -> bytes:
+        return npz(meta=np.array(json.dumps({k: v for k, v in {**meta, **changes}.items() if v is not None})))
+
+    cases = {  # content -> what the message says
+        "truncated": (data[: len(data) // 2], "damaged or truncated"),
+        "cut_short": (data[:-30], "damaged or truncated"),
+        "empty": (b"", "empty"),
+        "text": (b"codes: 1 2 3", "not an .npz"),
+        "no_codes": (npz(codes=None), "no codes in it"),
+        "float_codes": (npz(codes=arrays["codes"].astype(np.float32)), "integer array"),
+        "flat_codes": (npz(codes=arrays["codes"][0]), "integer array"),
+        "negative_codes": (npz(codes=-arrays["codes"]), "codebook indices"),
+        "iqr_length": (npz(iqr=np.ones(3)), "iqr must be 2 finite floats"),
+        "median_text": (npz(median=np.array(["a", "b"])), "median must be 2 finite floats"),
+        "meta_not_json": (npz(meta=np.array("{")), "damaged or truncated"),
+        "other_format": (with_meta(format="something else"), "unknown tokens format"),
+        "no_codec_id": (with_meta(codec_id=None), "no 'codec_id'"),
+        "rate_text": (with_meta(sample_rate="fast"), "sample_rate is not a number"),
+        "names_count": (with_meta(channel_names=["C3.."]), "channel_names has 1 entries for 2 channels"),
+        "too_many_samples": (with_meta(n_samples=21), "more than 5 frames of 4 samples"),
+        "bad_date": (with_meta(start_time={"meas_date": "yesterday"}), "malformed"),
+    }
+    for name, (content, words) in cases.items():
+        path = tmp_path / f"{name}_tokens.npz"
+        path.write_bytes(content)
+        with pytest.raises(TokensFileError) as e:
+            Tokens.load(path)
+        assert str(e.value).startswith(f"{path}: ") and words in str(e.value), (name, str(e.value))
+        assert isinstance(e.value, ValueError)
+    with pytest.raises(TokensFileError, match="no such file"):
+        Tokens.load(tmp_path / "absent_tokens.npz")
+
+
+def test_batch_loop_reports_any_file_failure_and_goes_on():
+    from biocodec_jax.tokenizer import _each_file
+
+    def write_one(path: Path) -> Path:
+        if path.name == "b":
+            raise RuntimeError("a reader failed in an unforeseen way")
+        if path.name == "c":
+            raise ValueError(f"{path}: not usable")
+        return path
+
+    report = _each_file([Path("a"), Path("b"), Path("c"), Path("d")], "test", False, write_one, (ValueError,))
+    assert report["written"] == [Path("a"), Path("d")]
+    assert report["failed"] == [(Path("b"), "unexpected RuntimeError: a reader failed in an unforeseen way"),
+                                (Path("c"), "not usable")]
+
+
+def test_cli_tokenize_leaves_out_a_nan_channel_and_skips_a_file_with_none_usable(tiny, tmp_path, capsys):
+    from biocodec_jax.cli import main as cli_main
+
+    codec_dir = tiny.save(tmp_path / "codec")
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    _array_raw(2, 250.0, 500, seed=1).save(recordings / "good_raw.fif", verbose=False)
+    nan = _array_raw(3, 250.0, 500, seed=2)
+    nan._data[1, 7:9] = np.nan
+    nan.save(recordings / "nan_raw.fif", verbose=False)
+    nan._data[:] = np.nan
+    nan.save(recordings / "all_nan_raw.fif", verbose=False)
+
+    code = cli_main(["tokenize", "--codec", str(codec_dir), "--no-progress", "--input", str(recordings),
+                     "--output", str(tmp_path / "tokens")])
+    out = capsys.readouterr()
+    assert code == 1 and "2 written" in out.out and "1 skipped" in out.out and "1 channel(s) left out" in out.out
+    assert f"dropped channel 'C1' of {recordings / 'nan_raw.fif'}: 2 non-finite" in out.err
+    assert f"skipped {recordings / 'all_nan_raw.fif'}: no usable channel" in out.err and "Traceback" not in out.err
+    assert sorted(p.name for p in (tmp_path / "tokens").iterdir()) == ["good_raw_tokens.npz", "nan_raw_tokens.npz"]
+    tokens = Tokens.load(tmp_path / "tokens" / "nan_raw_tokens.npz")
+    assert tokens.channel_names == ("C0", "C2") and [d["channel"] for d in tokens.dropped_channels] == ["C1"]
+
+
+def test_cli_reconstruct_skips_a_truncated_tokens_file(tiny, tmp_path, capsys):
+    """Issue 17, item 4: a folder with one truncated tokens file and two good ones: two outputs,
+    one named failure, exit 1 (the truncated file sorts first: the good ones are still done)."""
+    from biocodec_jax.cli import main as cli_main
+
+    codec_dir = tiny.save(tmp_path / "codec")
+    folder = tmp_path / "tokens"
+    folder.mkdir()
+    for name, seed in (("b", 1), ("c", 2)):
+        tiny.tokenize(_array_raw(2, 250.0, 500, seed=seed)).save(folder / f"{name}_tokens.npz")
+    data = (folder / "b_tokens.npz").read_bytes()
+    (folder / "a_tokens.npz").write_bytes(data[: len(data) // 2])
+
+    code = cli_main(["reconstruct", "--codec", str(codec_dir), "--no-progress", "--input", str(folder),
+                     "--output", str(tmp_path / "recon")])
+    out = capsys.readouterr()
+    assert code == 1
+    assert sorted(p.name for p in (tmp_path / "recon").iterdir()) == ["b_recon_raw.fif", "c_recon_raw.fif"]
+    skipped = [line for line in out.err.splitlines() if line.startswith("skipped")]
+    assert skipped == [f"skipped {folder / 'a_tokens.npz'}: damaged or truncated tokens file (BadZipFile: File is not a zip file)"]
+    assert "2 written" in out.out and "1 skipped" in out.out and "Traceback" not in out.err
