@@ -7,7 +7,10 @@ Reads, without PyTorch installed and without executing code from the file:
 
 ``.pt`` files are zip archives holding a pickle plus raw tensor storages. The pickle is read by an
 unpickler that only knows tensors, storages and ordered dicts (like ``torch.load(weights_only=True)``);
-anything else in it is refused with an error naming the object it references.
+anything else in it is refused with an error naming the object it references. Each tensor's storage
+type, offset, size and stride are checked against its storage record's bytes before an element is
+read, and tensors come back as owned copies; a declaration reaching outside its storage, a corrupt
+or truncated archive or pickle, raises :class:`CheckpointError` naming the file (and the tensor's key).
 
 Writes, also without PyTorch (:func:`to_torch_checkpoint`, :func:`export_torch_checkpoint`, the file
 format in :mod:`biocodec_jax.interop.torch_writer`), the original's training checkpoint: model weights
@@ -23,6 +26,7 @@ import collections
 import io
 import pickle
 import re
+import reprlib
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -47,11 +51,12 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the problem."""
 
 
+_BFLOAT16 = "bfloat16"  # no numpy dtype: read as its bits ("<u2"), returned as float32
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32,
     "DoubleStorage": np.float64,
     "HalfStorage": np.float16,
-    "BFloat16Storage": "bfloat16",
+    "BFloat16Storage": _BFLOAT16,
     "LongStorage": np.int64,
     "IntStorage": np.int32,
     "ShortStorage": np.int16,
@@ -59,84 +64,299 @@ _STORAGE_DTYPES = {
     "ByteStorage": np.uint8,
     "BoolStorage": np.bool_,
 }
+_MAX_NDIM = 32
+# A tensor may have more elements than its storage only through stride-0 (expanded) or overlapping
+# strides; we materialise every tensor, so such a tensor may have at most this many elements.
+_MAX_EXPANDED_NUMEL = 2**24
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxtuple = _REPR.maxlist = _REPR.maxdict = 8
+_REPR.maxlevel = 3
+_INT64_LIMIT = 2**63  # offsets, sizes, strides and numels are int64 in torch
 
 
-class _StorageType:
+def _show(obj: Any) -> str:
+    """A short repr of what a file declared, for messages; never fails."""
+    if isinstance(obj, np.ndarray):
+        return f"an array of shape {obj.shape}"
+    try:
+        return _REPR.repr(obj)
+    except Exception:  # e.g. an int too long to print
+        return f"a {type(obj).__name__}"
+
+
+class _Frozen:
+    """Objects the unpickler hands out: a pickle's BUILD opcode must not be able to change them."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __setstate__(self, state: Any) -> None:
+        raise TypeError(f"{type(self).__name__} is read-only")
+
+
+class _StorageType(_Frozen):
+    __slots__ = ("name",)
+
     def __init__(self, name: str):
-        self.name = name
+        object.__setattr__(self, "name", name)
 
 
-def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_args: Any) -> np.ndarray:
-    if not size:
-        return storage[offset].copy()
-    item = storage.itemsize
-    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size), strides=tuple(s * item for s in stride))
-    return np.array(view)
+class _Invalid(_Frozen):
+    """Stands for a storage or tensor the file declares wrongly, until the unpickling is over.
+
+    The key naming the tensor is known only once the dicts holding it are built, so the unpickler
+    records the problem here; :func:`read_torch_file` then finds it in the result and refuses the
+    file, naming its key.
+    """
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str):
+        object.__setattr__(self, "problem", problem)
 
 
-def _rebuild_parameter(data: np.ndarray, *_args: Any) -> np.ndarray:
-    return data
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-class _WeightsOnlyUnpickler(pickle.Unpickler):
+def _is_count(value: Any) -> bool:
+    """A non-negative int64: what torch allows as an offset, size, stride or numel."""
+    return _is_int(value) and 0 <= value < _INT64_LIMIT
+
+
+def _plural(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _layout_problem(numel: int, offset: Any, size: Any, stride: Any) -> str | None:
+    """Why ``(offset, size, stride)`` does not describe elements inside a storage of ``numel``; None if it does."""
+    if not _is_count(offset):
+        return f"storage offset {_show(offset)} is not a non-negative 64-bit integer"
+    for name, dims in (("size", size), ("stride", stride)):
+        if not isinstance(dims, (tuple, list)):
+            return f"{name} {_show(dims)} is not a tuple"
+        if len(dims) > _MAX_NDIM:
+            return f"{name} has {len(dims)} dimensions (at most {_MAX_NDIM} are read)"
+        if not all(_is_count(d) for d in dims):
+            return f"{name} {_show(dims)} is not a tuple of non-negative 64-bit integers"
+    if len(size) != len(stride):
+        return f"size {tuple(size)} and stride {tuple(stride)} have different lengths"
+    nominal = 1  # elements, zero-length dimensions ignored: bounds what an empty tensor may declare too
+    for d in size:
+        nominal *= max(d, 1)
+    if nominal > max(numel, _MAX_EXPANDED_NUMEL):
+        return (
+            f"size {tuple(size)} declares {nominal} elements, more than its storage's {numel} "
+            f"(a tensor larger than its storage, an expanded view, may have at most {_MAX_EXPANDED_NUMEL})"
+        )
+    if 0 in size:  # an empty tensor reads nothing
+        if offset > numel:
+            return f"storage offset {offset} is past the storage's end ({_plural(numel, 'element')})"
+        return None
+    last = offset + sum((d - 1) * s for d, s in zip(size, stride))
+    if last >= numel:
+        return (
+            f"size {tuple(size)}, stride {tuple(stride)} and offset {offset} reach element {last}, "
+            f"past the end of its storage of {_plural(numel, 'element')}"
+        )
+    return None
+
+
+class _WeightsOnlyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    """Reads tensors, storages and plain data; validates every tensor against its storage's bytes.
+
+    The pure-Python unpickler, not the C one: its memo is a dict, where the C unpickler grows an
+    array to the largest memo index a file names (``LONG_BINPUT 2**31`` allocates 16 GiB and touches
+    it) -- a few bytes of pickle that exhaust memory. Reading a checkpoint's pickle this way takes
+    milliseconds more.
+    """
+
+    # Protocol 5's bytearrays and out-of-band buffers are no weights; BYTEARRAY8 would also allocate
+    # (and zero) whatever length the file names before reading a byte of it.
+    dispatch = {
+        op: load for op, load in pickle._Unpickler.dispatch.items()  # type: ignore[attr-defined]
+        if op not in (pickle.BYTEARRAY8[0], pickle.NEXT_BUFFER[0], pickle.READONLY_BUFFER[0])
+    }
+
     def __init__(self, data: bytes, archive: zipfile.ZipFile, root: str, path: Path):
         super().__init__(io.BytesIO(data))
         self._archive, self._root, self._path = archive, root, path
-        self._storages: dict[str, np.ndarray] = {}
+        self._storages: dict[tuple, Any] = {}  # (key, storage type, numel) -> array or _Invalid
+        self._described: dict[int, tuple[np.ndarray, str]] = {}  # id(storage array) -> (array, description)
+        self.invalid: list[_Invalid] = []
+
+    def _invalid(self, problem: str) -> _Invalid:
+        marker = _Invalid(problem)
+        self.invalid.append(marker)
+        return marker
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "collections" and name == "OrderedDict":
             return collections.OrderedDict
         if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor
+            return self._rebuild_tensor
         if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
+            return self._rebuild_parameter
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name)
         raise CheckpointError(
-            f"{self._path}: refusing to load: the file references {module}.{name}, which is not tensor "
-            "data; only weights (tensors, storages, dicts, numbers) are read from .pt files"
+            f"{self._path}: refusing to load: the file references {module[:100]}.{name[:100]}, which is not tensor data; only weights (tensors, storages, "
+            "dicts, numbers) are read from .pt files"
         )
 
-    def persistent_load(self, pid: Any) -> np.ndarray:
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise CheckpointError(f"{self._path}: unsupported persistent id {pid!r}")
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            return self._invalid(f"unsupported persistent id {_show(pid)} (not a storage)")
         _, storage_type, key, _location, numel = pid
-        if key not in self._storages:
-            raw = self._archive.read(f"{self._root}/data/{key}")
-            dtype = _STORAGE_DTYPES[storage_type.name]
-            if dtype == "bfloat16":  # the upper half of a float32
-                arr = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
-            else:
-                arr = np.frombuffer(raw, np.dtype(dtype).newbyteorder("<"))
-            self._storages[key] = arr[:numel]
-        return self._storages[key]
+        if not isinstance(storage_type, _StorageType):
+            return self._invalid(f"storage {_show(key)} has no storage type but {_show(storage_type)}")
+        if not isinstance(key, str) or not _is_count(numel):
+            return self._invalid(f"malformed storage reference {_show(pid)}")
+        cached = self._storages.get((key, storage_type.name, numel))
+        if cached is None:
+            cached = self._storages[key, storage_type.name, numel] = self._read_storage(key, storage_type.name, numel)
+        return cached
+
+    def _read_storage(self, key: str, type_name: str, numel: int) -> Any:
+        entry = f"{self._root}/data/{key}"
+        dtype = _STORAGE_DTYPES[type_name]
+        item = np.dtype("<u2" if dtype == _BFLOAT16 else dtype).newbyteorder("<")
+        what = f"storage {entry} ({type_name}, {_plural(numel, 'element')})"
+        try:
+            info = self._archive.getinfo(entry)
+        except KeyError:
+            return self._invalid(f"{what}: no such record in the archive")
+        if info.file_size % item.itemsize:
+            return self._invalid(f"{what}: its {info.file_size} bytes are not a whole number of {item.itemsize}-byte elements")
+        if numel * item.itemsize > info.file_size:
+            return self._invalid(f"{what}: its record holds only {_plural(info.file_size // item.itemsize, 'element')}")
+        try:
+            raw = self._archive.read(info)
+        except Exception as e:
+            raise CheckpointError(f"{self._path}: {what}: unreadable record ({type(e).__name__}: {e})") from e
+        if len(raw) != info.file_size:
+            raise CheckpointError(f"{self._path}: {what}: read {len(raw)} bytes, the archive lists {info.file_size}")
+        arr = np.frombuffer(raw, item, count=numel)
+        if dtype == _BFLOAT16:  # the upper half of a float32
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        elif dtype is np.bool_:  # any non-zero byte is True, as in torch
+            arr = arr != 0
+        arr.flags.writeable = False
+        self._described[id(arr)] = (arr, what)
+        return arr
+
+    def _rebuild_tensor(self, storage: Any, offset: Any, size: Any, stride: Any, *_args: Any) -> Any:
+        """``torch._utils._rebuild_tensor_v2``: an owned copy of the elements, after checking each is in the storage."""
+        if isinstance(storage, _Invalid):
+            return storage
+        described = self._described.get(id(storage))
+        if described is None or described[0] is not storage:
+            return self._invalid(f"a tensor whose storage is {_show(storage)}, not a storage record")
+        arr, what = described
+        problem = _layout_problem(arr.size, offset, size, stride)
+        if problem is not None:
+            return self._invalid(f"{what}: {problem}")
+        size = tuple(size)
+        if 0 in size:
+            return np.zeros(size, arr.dtype)
+        # Every element index is now below arr.size; a dimension of length 1 never moves (stride 0),
+        # so no byte stride exceeds the storage's length.
+        strides = tuple(s * arr.itemsize if d > 1 else 0 for d, s in zip(size, stride))
+        view = np.lib.stride_tricks.as_strided(arr[offset:], shape=size, strides=strides, writeable=False)
+        return np.array(view, copy=True, order="C")
+
+    def _rebuild_parameter(self, data: Any, *_args: Any) -> Any:
+        if isinstance(data, (np.ndarray, _Invalid)):
+            return data
+        return self._invalid(f"a parameter whose data is {_show(data)}, not a tensor")
+
+
+_DATA = (str, bytes, int, float, bool, type(None), np.ndarray)
+
+
+def _first_problem(obj: Any) -> str | None:
+    """What, in the unpickled ``obj``, is neither data nor a valid tensor -- the first, with where it is."""
+    stack: list[tuple[Any, str]] = [(obj, "")]
+    seen: set[int] = set()
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, _Invalid):
+            return f"tensor {where or '(the whole object)'}: {item.problem}"
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            children = []
+            for k, v in item.items():
+                name = repr(k) if isinstance(k, str) and len(k) <= 300 else _show(k)
+                children += [(k, f"{where} (a key)"), (v, f"{where}[{name}]")]
+        elif isinstance(item, (list, tuple)):
+            children = [(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        elif isinstance(item, (set, frozenset)):
+            children = [(v, f"{where}{{...}}") for v in item]
+        elif isinstance(item, _DATA):
+            continue
+        else:  # a global the file names but does not use as torch does (say torch.FloatStorage as a value)
+            what = f"torch.{item.name}" if isinstance(item, _StorageType) else _show(item)
+            return f"{where or 'the whole object'} is {what}, not data"
+        stack.extend(reversed(children))
+    return None
 
 
 def read_torch_file(path: str | Path) -> Any:
-    """The object saved in a zip-format ``.pt`` file, tensors as numpy arrays; never runs its code."""
+    """The object saved in a zip-format ``.pt`` file, tensors as numpy arrays; never runs its code.
+
+    Every tensor is checked against its storage's bytes (dtype, offset, size, stride) before any
+    element is read, and returned as an owned copy. A file that cannot be read -- a corrupt or
+    truncated archive or pickle, a missing storage record, a tensor reaching outside its storage --
+    raises :class:`CheckpointError` naming the file (and the tensor's key, where it has one).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(
-            f"{path}: not a zip-format PyTorch file (a legacy pre-1.6 pickle, or not a checkpoint at all); "
-            "re-save it with a current torch.save, or export the state dict as .npz"
-        )
-    with zipfile.ZipFile(path) as archive:
-        pkl = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+    with open(path, "rb") as fp:  # errors opening the file (permissions) are the caller's, not corruption
+        if not zipfile.is_zipfile(fp):
+            raise CheckpointError(
+                f"{path}: not a zip-format PyTorch file (a legacy pre-1.6 pickle, or not a checkpoint at all); "
+                "re-save it with a current torch.save, or export the state dict as .npz"
+            )
+        try:
+            return _read_archive(fp, path)
+        except CheckpointError:
+            raise
+        except Exception as e:  # corrupt archive, pickle or storage
+            raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: {e})") from e
+
+
+def _read_archive(fp: Any, path: Path) -> Any:
+    fp.seek(0)
+    with zipfile.ZipFile(fp) as archive:
+        names = archive.namelist()
+        pkl = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if not pkl:
             raise CheckpointError(f"{path}: zip archive without a data.pkl: not a PyTorch checkpoint")
         root = pkl[0].split("/")[0]
+        compressed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+        if compressed:  # torch.save stores records uncompressed; a compressed one could expand without bound
+            raise CheckpointError(f"{path}: compressed record {compressed[0]!r}: PyTorch checkpoints store records "
+                                  "uncompressed; refused (a compressed record can expand far beyond the file's size)")
         byteorder = f"{root}/byteorder"
-        if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
-            raise CheckpointError(f"{path}: big-endian checkpoints are not supported")
-        try:
-            return _WeightsOnlyUnpickler(archive.read(pkl[0]), archive, root, path).load()
-        except CheckpointError:
-            raise
-        except Exception as e:  # corrupt pickle or storage
-            raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: {e})") from e
+        if byteorder in names:
+            mark = archive.read(byteorder).strip()
+            if mark != b"little":
+                what = "big-endian checkpoints are not supported" if mark == b"big" else f"unknown byte order {mark[:20]!r}"
+                raise CheckpointError(f"{path}: {what}")
+        unpickler = _WeightsOnlyUnpickler(archive.read(pkl[0]), archive, root, path)
+        obj = unpickler.load()
+    problem = _first_problem(obj)
+    if problem is None and unpickler.invalid:  # a bad tensor the saved object does not hold
+        problem = f"tensor (not part of the saved object): {unpickler.invalid[0].problem}"
+    if problem is not None:
+        raise CheckpointError(f"{path}: refusing to load {problem}")
+    return obj
 
 
 def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
