@@ -1,7 +1,7 @@
 """The quick-start demo: train the EEG codec for a few minutes on bundled real EEG, then test it.
 
-    python -m experiments.quickstart            # or: biocodec-jax demo
-    python -m experiments.quickstart --minutes 2 --output runs/demo2
+    python -m experiments.quickstart            # or: biocodec-jax demo (all of the config's steps)
+    python -m experiments.quickstart --minutes 2 --output runs/demo2   # an explicit time budget
 
 What it does, one function a step:
 
@@ -11,7 +11,11 @@ What it does, one function a step:
    ``[1, 1250]``, as the original codes channels independently. One subject (S004) is held out:
    the split is by subject, never by window.
 2. :func:`train` initialises the ``eeg`` codec (k-means codebooks on the first batch) and runs
-   the jitted ``train_step`` on shuffled batches until a step cap or a time budget is reached.
+   the jitted ``train_step`` on shuffled batches for the config's ``train.steps`` (160), with a
+   progress line and an ETA. A time budget (``--minutes``) is opt-in; a run it cuts short says
+   so loudly, at the cut and in the final summary, and ``metrics.json`` records
+   ``steps_planned``, ``steps_done`` and ``cut_by_budget`` (its held-out numbers are then not
+   those of the README, which hold for all 160 steps).
 3. :func:`evaluate` codes the held-out subject with the trained codec in inference mode and
    reports Pearson correlation and SI-SDR with all quantizers and with fewer (lower bitrate).
    :func:`tokenizer_round_trip` then takes the held-out recording files through
@@ -44,7 +48,7 @@ DATA_DIR = REPO_ROOT / "data" / "eegmmidb"
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo_eeg.yaml"
 DEFAULT_OUTPUT = Path("runs/demo")
 HELDOUT_SUBJECTS = ("S004",)
-DEFAULT_MINUTES = 4.5  # training loop incl. its compilation; data, init, evaluation and saving add ~2-3 min
+PROGRESS_EVERY_S = 15.0  # a log file (CI, nohup) gets a progress line this often
 EVAL_N_QS = (1, 2, 4, 6)
 EVAL_BATCH = 256
 PLOT_CHANNELS = ("C3", "CZ", "C4")
@@ -175,19 +179,53 @@ class TrainResult:
     seconds: float  # training loop, first (compiling) step included
     init_seconds: float  # parameter init + k-means codebooks
     windows_per_second: float  # after the first step
+    steps_planned: int = 0
+    budget_seconds: float | None = None  # the time budget, if one was set
+
+    @property
+    def steps_done(self) -> int:
+        return len(self.history.get("loss", ()))
+
+    @property
+    def cut_by_budget(self) -> bool:
+        """Whether the time budget stopped training before ``steps_planned``."""
+        return self.steps_done < self.steps_planned
 
 
-def train(config, windows: np.ndarray, *, max_steps: int, max_seconds: float, seed: int = 0, progress: bool = True) -> TrainResult:
-    """Train a fresh codec on ``windows`` ``[N, 1, T]`` for ``max_steps`` or ``max_seconds``, whichever first.
+def budget_message(steps_done: int, steps_planned: int, budget_seconds: float | None) -> str | None:
+    """The warning for a run its time budget cut short (``None`` if it ran all its steps)."""
+    if steps_done >= steps_planned:
+        return None
+    budget = f" of {budget_seconds / 60:g} min" if budget_seconds is not None else ""
+    return (
+        f"WARNING: the time budget{budget} (--minutes) stopped training after {steps_done} of {steps_planned} "
+        f"steps: the codec is under-trained, and its held-out numbers are NOT comparable with a full run's "
+        f"(the README's are for all steps, no --minutes). Drop --minutes to train every step."
+    )
 
-    The time budget covers the loop including the first step's compilation; at least one step
-    is always taken.
+
+def _eta(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def train(
+    config, windows: np.ndarray, *, max_steps: int, max_seconds: float | None = None, seed: int = 0, progress: bool = True
+) -> TrainResult:
+    """Train a fresh codec on ``windows`` ``[N, 1, T]`` for ``max_steps`` steps.
+
+    ``max_seconds`` (opt-in) is a time budget for the loop, the first step's compilation included:
+    training stops at the first step that ends past it (at least one step is always taken), with
+    a loud warning on stderr; :attr:`TrainResult.cut_by_budget` tells. Progress: a bar with an ETA
+    on a terminal, a line every 15 s (step, loss, s/step, ETA) in a log file.
     """
     import jax
     from tqdm.auto import tqdm
 
     from biocodec_jax.training import init_state, train_step
 
+    if max_seconds is not None and max_seconds <= 0:
+        raise ValueError(f"the time budget must be positive; got {max_seconds} s")
     batches = shuffled_batches(windows, config.train.batch_size, seed)
     first = next(batches)
     t0 = time.perf_counter()
@@ -199,12 +237,12 @@ def train(config, windows: np.ndarray, *, max_steps: int, max_seconds: float, se
     batch = first
     t0 = time.perf_counter()
     t_after_first = None
-    # A log file (CI, nohup) gets a line every 15 s instead of one per step.
     interactive = sys.stderr.isatty()
     bar = tqdm(
-        total=max_steps, desc="training", unit="step", disable=not progress, dynamic_ncols=True,
-        mininterval=0.1 if interactive else 15.0,
+        total=max_steps, desc="training", unit="step", disable=not (progress and interactive), dynamic_ncols=True,
+        mininterval=0.1,
     )
+    last_line = t0
     try:
         for step in range(max_steps):
             state, metrics = train_step(state, batch)
@@ -214,11 +252,22 @@ def train(config, windows: np.ndarray, *, max_steps: int, max_seconds: float, se
             if not np.isfinite(metrics["loss"]):
                 raise FloatingPointError(f"training diverged at step {step}: loss {metrics['loss']}")
             bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", corr=f"{metrics['corr']:.3f}", refresh=interactive)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", corr=f"{metrics['corr']:.3f}")
             now = time.perf_counter()
             if t_after_first is None:
                 t_after_first = now
-            if now - t0 >= max_seconds:
+            done = step + 1
+            if progress and not interactive and done == 1:
+                print(f"training: step 1/{max_steps} took {now - t0:.0f} s (compilation included)", file=sys.stderr, flush=True)
+            elif progress and not interactive and (now - last_line >= PROGRESS_EVERY_S or done == max_steps):
+                pace = (now - t_after_first) / (done - 1)  # steady state: the first step compiles
+                print(
+                    f"training: step {done}/{max_steps}, loss {metrics['loss']:.3f}, corr {metrics['corr']:.3f}, "
+                    f"{pace:.2f} s/step, elapsed {_eta(now - t0)}, ETA {_eta(pace * (max_steps - done))}",
+                    file=sys.stderr, flush=True,
+                )
+                last_line = now
+            if done < max_steps and max_seconds is not None and now - t0 >= max_seconds:
                 break
             batch = next(batches)
     finally:
@@ -227,7 +276,10 @@ def train(config, windows: np.ndarray, *, max_steps: int, max_seconds: float, se
     steps = len(history["loss"])
     steady = seconds - (t_after_first - t0)
     wps = (steps - 1) * config.train.batch_size / steady if steps > 1 and steady > 0 else float("nan")
-    return TrainResult(state, history, seconds, init_seconds, wps)
+    result = TrainResult(state, history, seconds, init_seconds, wps, steps_planned=max_steps, budget_seconds=max_seconds)
+    if result.cut_by_budget:
+        print(budget_message(result.steps_done, max_steps, max_seconds), file=sys.stderr, flush=True)
+    return result
 
 
 # --- 3. evaluation ---------------------------------------------------------------------------
@@ -403,7 +455,7 @@ def save_outputs(output: str | Path, config, codec, metrics: dict, data: DemoDat
 def run_demo(
     config_path: str | Path = DEFAULT_CONFIG,
     output: str | Path = DEFAULT_OUTPUT,
-    minutes: float = DEFAULT_MINUTES,
+    minutes: float | None = None,
     steps: int | None = None,
     seed: int | None = None,
     data_dir: str | Path = DATA_DIR,
@@ -414,15 +466,18 @@ def run_demo(
 ) -> dict:
     """Prepare, train, evaluate and save; returns the metrics written to ``metrics.json``.
 
-    ``steps`` caps training (default: the config's ``train.steps``); ``minutes`` bounds the
-    training loop's wall-clock time; ``seed`` defaults to the config's ``train.seed``.
+    ``steps``: how many training steps (default: the config's ``train.steps``). ``minutes``: an
+    opt-in time budget for the training loop (default: none, every step is trained); if it cuts
+    training short the demo warns at the cut and in its final summary, and ``metrics.json`` says
+    so (``steps_planned``, ``steps_done``, ``cut_by_budget``). ``seed`` defaults to the config's
+    ``train.seed``.
     ``eval_n_qs``: the numbers of quantizers to evaluate (all of them are always included).
     """
     t_start = time.perf_counter()
     config = load_demo_config(config_path, preset, overrides)
     seed = config.train.seed if seed is None else seed
     max_steps = config.train.steps if steps is None else steps
-    if max_steps < 1 or minutes <= 0:
+    if max_steps < 1 or (minutes is not None and minutes <= 0):
         raise ValueError(f"need at least one step and a positive time budget; got steps={max_steps}, minutes={minutes}")
 
     t0 = time.perf_counter()
@@ -435,10 +490,15 @@ def run_demo(
         f"({config.codec.sample_rate} Hz, {config.train.window_seconds:g} s, {data_seconds:.1f} s to prepare)"
     )
 
-    result = train(config, data.train, max_steps=max_steps, max_seconds=60.0 * minutes, seed=seed, progress=progress)
-    n_steps = len(result.history["loss"])
+    budget = None if minutes is None else 60.0 * minutes
     print(
-        f"trained {n_steps} steps ({n_steps * config.train.batch_size} windows) in {result.seconds:.0f} s "
+        f"training {max_steps} steps of {config.train.batch_size} windows "
+        + ("(no time budget)" if budget is None else f"(time budget {minutes:g} min: may stop early)")
+    )
+    result = train(config, data.train, max_steps=max_steps, max_seconds=budget, seed=seed, progress=progress)
+    n_steps = result.steps_done
+    print(
+        f"trained {n_steps} of {max_steps} steps ({n_steps * config.train.batch_size} windows) in {result.seconds:.0f} s "
         f"(+{result.init_seconds:.0f} s init); {result.windows_per_second:.1f} windows/s after compilation"
     )
 
@@ -474,6 +534,10 @@ def run_demo(
         "preset": config.preset,
         "seed": seed,
         "steps": n_steps,
+        "steps_planned": max_steps,
+        "steps_done": n_steps,
+        "cut_by_budget": result.cut_by_budget,
+        "budget_minutes": minutes,
         "batch_size": config.train.batch_size,
         "train_windows_per_second": result.windows_per_second,
         "data": {
@@ -509,6 +573,8 @@ def run_demo(
     metrics["seconds"]["total"] = time.perf_counter() - t_start
     paths["metrics"].write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"wrote {', '.join(str(p) for p in paths.values())}; total {metrics['seconds']['total']:.0f} s")
+    if result.cut_by_budget:  # again, last: the numbers above are those of an under-trained codec
+        print(budget_message(n_steps, max_steps, budget), file=sys.stderr, flush=True)
     return metrics
 
 
@@ -519,13 +585,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "subject: windows at 1-6 quantizers, the whole recording through tokenize/detokenize, and a\n"
         "report (figures). Writes OUTPUT/config.yaml, codec/, metrics.json, reconstruction.png, report/.",
         epilog="examples:\n"
-        "  biocodec-jax demo                                # ~5 min on 2 CPU cores, into runs/demo\n"
-        "  biocodec-jax demo --minutes 10 --output runs/demo10 --set optim.learning_rate=3e-3\n"
+        "  biocodec-jax demo                                # all 160 steps (~5 min on 2 idle CPU cores), into runs/demo\n"
+        "  biocodec-jax demo --minutes 3 --output runs/demo3  # at most 3 min of training (warns if steps are cut)\n"
+        "  biocodec-jax demo --output runs/lr3e-3 --set optim.learning_rate=3e-3\n"
         "  biocodec-jax demo --preset tiny --steps 2 --eval-n-q 1   # a smoke test in seconds",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help="training time budget, compilation included (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=None, help="at most this many training steps (default: the config's train.steps)")
+    parser.add_argument(
+        "--minutes", type=float, default=None, metavar="M",
+        help="opt-in time budget for training, compilation included: stop after M minutes even if steps remain "
+        "(warns, and metrics.json records cut_by_budget; default: no budget, train every step)",
+    )
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's train.steps)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output directory (default %(default)s)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="demo config YAML (default experiments/configs/demo_eeg.yaml)")
     parser.add_argument("--preset", default=None, help="replace the config's preset (e.g. tiny, for a smoke test)")
@@ -536,7 +607,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--eval-n-q", type=int, nargs="+", default=list(EVAL_N_QS), metavar="K",
         help="quantizer counts to evaluate (default %(default)s; fewer = faster)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (or, in a log file, progress lines)")
     return parser
 
 

@@ -88,6 +88,7 @@ def test_demo_runs_end_to_end_with_tiny_preset(tmp_path):
 
     metrics = quickstart.run_demo(output=tmp_path, preset="tiny", steps=2, minutes=5, progress=False)
     assert metrics["steps"] == 2 and metrics["preset"] == "tiny"
+    assert metrics["steps_planned"] == metrics["steps_done"] == 2 and metrics["cut_by_budget"] is False
     assert set(metrics["heldout"]) == {"1", "2", "3"}
     assert all(np.isfinite(m["corr_mean"]) for m in metrics["heldout"].values())
     assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 2
@@ -114,3 +115,53 @@ def test_reconstruct_all_equals_codec_reconstruct():
     recons = quickstart.reconstruct_all(codec, x, (1, 3), batch_size=4)  # 2 batches, the last padded
     for k in (1, 3):
         np.testing.assert_allclose(recons[k], np.asarray(codec.reconstruct(x, n_q=k)), atol=1e-5)
+
+
+def test_demo_trains_every_step_unless_a_budget_is_given():
+    parser = quickstart.build_parser()
+    assert parser.parse_args([]).minutes is None  # no silent default budget
+    assert parser.parse_args(["--minutes", "2.5"]).minutes == 2.5
+    assert quickstart.budget_message(160, 160, None) is None
+    message = quickstart.budget_message(50, 160, 270.0)
+    assert message.startswith("WARNING") and "50 of 160 steps" in message and "4.5 min" in message
+
+
+def test_demo_cut_by_its_time_budget_warns_and_records_it(tmp_path, monkeypatch, capsys):
+    """A budget that stops training after the first of 4 steps: loud warnings, and metrics.json says so.
+
+    The data are synthetic and the tokenizer round trip and the report stubbed (they are tested
+    end to end above), so that this runs in seconds on the tiny preset.
+    """
+    from biocodec_jax import Codec
+
+    rng = np.random.default_rng(0)
+    channels = ("C3", "CZ", "C4")
+
+    def tiny_data(config, data_dir=None, heldout_subjects=()):
+        t = config.train.window_samples(config.codec.sample_rate)
+        return quickstart.DemoData(
+            train=rng.standard_normal((32, 1, t)).astype(np.float32),
+            heldout=rng.standard_normal((6, 1, t)).astype(np.float32),
+            heldout_channels=channels * 2, train_subjects=("S001",), heldout_subjects=("S004",),
+            heldout_recordings=(tmp_path / "S004R04.edf",),
+        )
+
+    monkeypatch.setattr(quickstart, "prepare_data", tiny_data)
+    monkeypatch.setattr(quickstart, "tokenizer_round_trip", lambda codec, recordings: {"recordings": {}, "corr_mean": 0.0, "corr_median": 0.0})
+    import biocodec_jax.reports
+
+    monkeypatch.setattr(biocodec_jax.reports, "write_report", lambda *a, **k: {"markdown": tmp_path / "report.md"})
+
+    metrics = quickstart.run_demo(
+        output=tmp_path / "out", preset="tiny", steps=4, minutes=1e-6, eval_n_qs=(1,), progress=False
+    )
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    for m in (metrics, written):
+        assert m["steps_planned"] == 4 and m["steps_done"] == 1 and m["steps"] == 1
+        assert m["cut_by_budget"] is True and m["budget_minutes"] == 1e-6
+    assert Codec.load(tmp_path / "out" / "codec").metadata["training"]["step"] == 1
+    out = capsys.readouterr()
+    warnings = [line for line in out.err.splitlines() if line.startswith("WARNING") and "1 of 4 steps" in line]
+    assert len(warnings) == 2  # at the cut, and again after the summary
+    assert "trained 1 of 4 steps" in out.out
+    assert out.err.rstrip().splitlines()[-1] == warnings[-1]  # the last word of the run

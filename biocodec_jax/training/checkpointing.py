@@ -25,8 +25,11 @@ Why these choices:
   directory and renames it), so a run killed mid-save never leaves a half-written step that looks
   complete.
 * A committed checkpoint can still be damaged afterwards (a full disk, a truncated copy, a bad
-  sync). :meth:`Checkpointer.restore` therefore falls back to the previous step, with a warning,
-  instead of either crashing or silently starting from scratch.
+  sync). :meth:`Checkpointer.restore` therefore falls back to the previous step, with a short
+  warning, instead of either crashing or silently starting from scratch; a run that resumed so
+  then moves the unreadable step directory aside (:meth:`Checkpointer.set_aside_unreadable`, to
+  ``<step>.corrupt-<time>``, kept for inspection, outside Orbax's step listing) before it saves,
+  so that the step it trains again replaces it for every later reader.
 * Retention keeps the last ``keep`` checkpoints plus the best one by a validation metric, so a
   long run's best model survives later, worse checkpoints.
 
@@ -37,8 +40,12 @@ shards of the arrays.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import re
+import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -59,6 +66,63 @@ STATE_ITEM = "state"
 DATA_ITER_ITEM = "data_iter"
 CONFIG_ITEM = "config"
 _ARRAY_FIELDS = ("step", "params", "codebooks", "opt_state", "rng")
+CORRUPT_SUFFIX = ".corrupt-"  # <step>.corrupt-<time>: an unreadable step directory set aside
+_barrier_ids = itertools.count()  # unique barrier names; every process makes the same calls
+
+
+def _short_error(e: BaseException, limit: int = 200) -> str:
+    """``Type: message`` on one line, without TensorStore's JSON specs: what a warning should say."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    text = re.sub(r"\s*\[tensorstore_spec.*$", "", text)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _is_closed_loop_callback(unraisable: Any) -> bool:
+    exc = getattr(unraisable, "exc_value", None)
+    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+class _FailedReadTaskFilter(logging.Filter):
+    """Drops asyncio's "Task/Future exception was never retrieved" records of a failed Orbax read."""
+
+    _biocodec_quiet = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        if msg.startswith(("Task exception was never retrieved", "Future exception was never retrieved")):
+            exc = record.exc_info[1] if record.exc_info else None
+            if "async_deserialize" in msg or "tensorstore_spec" in msg or "tensorstore_spec" in str(exc):
+                return False
+        return True
+
+
+def _quiet_failed_read_noise() -> None:
+    """Silence what a failed Orbax read leaves behind, so that its warning is all a user sees.
+
+    When one array of a checkpoint cannot be read, the read's other TensorStore futures complete
+    later: they call back into the asyncio loop Orbax has already closed (Python prints each
+    "Event loop is closed" error as an unraisable exception) and asyncio logs their exceptions
+    as "never retrieved" when they are collected -- dozens of traceback and JSON lines after the
+    one-line fallback warning, often at exit. Installed before a fallback read, for the rest of
+    the process; both filters match only those messages, everything else passes unchanged.
+    """
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(getattr(f, "_biocodec_quiet", False) for f in asyncio_log.filters):
+        asyncio_log.addFilter(_FailedReadTaskFilter())
+    previous = sys.unraisablehook
+    if getattr(previous, "_biocodec_quiet", False):
+        return
+
+    def hook(unraisable, _previous=previous):
+        if _is_closed_loop_callback(unraisable):
+            log.debug("ignored a TensorStore callback into a closed event loop after a failed checkpoint read")
+            return
+        _previous(unraisable)
+
+    hook._biocodec_quiet = True
+    sys.unraisablehook = hook
 
 
 def _grain_args():
@@ -197,6 +261,8 @@ class Checkpointer:
         # CheckpointSave/CheckpointRestore register themselves with Orbax on import).
         _grain_args()
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self.read_only = read_only
+        self._unreadable: list[int] = []  # steps the last fallback skipped, to be set aside before saving
 
     # --- saving ------------------------------------------------------------------------------
 
@@ -217,8 +283,12 @@ class Checkpointer:
         checkpointer was made with ``async_save=False``.
         """
         step = int(state.step)
+        if self._unreadable:  # a fallback skipped them: out of the way before Orbax lists steps to save
+            self.set_aside_unreadable()
         if step in self._manager.all_steps():
-            log.info("checkpoint for step %d already exists; not saving it again", step)
+            log.warning(
+                "checkpoint for step %d already exists in %s; keeping it, this state is NOT saved", step, self.directory
+            )
             return False
         items = {
             STATE_ITEM: ocp.args.StandardSave(_array_tree(state)),
@@ -269,9 +339,11 @@ class Checkpointer:
         With ``step=None``, a checkpoint that cannot be read is skipped with a warning naming the
         step and the error, and the previous one is tried, and so on; returns ``None`` if there is
         no checkpoint at all and raises ``RuntimeError`` if there are checkpoints but none can be
-        read (starting over silently would discard a run). An explicit ``step`` is not skipped:
-        its errors propagate (``FileNotFoundError`` if it does not exist). In a multi-process run
-        every process must see the same files, or processes could fall back to different steps.
+        read (starting over silently would discard a run). The skipped steps are set aside by
+        :meth:`set_aside_unreadable` (called by ``pretrain`` right after this, else by the next
+        :meth:`save`). An explicit ``step`` is not skipped: its errors propagate
+        (``FileNotFoundError`` if it does not exist). In a multi-process run every process must see
+        the same files, or processes could fall back to different steps.
         """
         target = abstract_train_state(abstract_state)
         self.wait_until_finished()  # the step to read may still be being written
@@ -282,10 +354,12 @@ class Checkpointer:
     def first_readable(self, step: int | None, read: Callable[[int], Any]) -> Any:
         """``read(step)``; with ``step=None``, ``read`` of the newest step for which it does not raise.
 
-        The fallback policy shared by every reader: skip an unreadable checkpoint with a warning
-        (Orbax raises ``ValueError``, ``KeyError``, ``FileNotFoundError``, ``json.JSONDecodeError``
-        or a bare ``Exception`` from TensorStore, depending on what is damaged, so any exception
-        counts), and raise ``RuntimeError`` if none is readable.
+        The fallback policy shared by every reader: skip an unreadable checkpoint with a short
+        warning (Orbax raises ``ValueError``, ``KeyError``, ``FileNotFoundError``,
+        ``json.JSONDecodeError`` or a bare ``Exception`` from TensorStore, depending on what is
+        damaged, so any exception counts; the full error is logged at DEBUG), and raise
+        ``RuntimeError`` if none is readable. The skipped steps are remembered: a writable
+        checkpointer sets them aside before its next save (:meth:`set_aside_unreadable`).
         """
         steps = self.all_steps()
         if step is not None:
@@ -294,17 +368,69 @@ class Checkpointer:
             return read(step)
         if not steps:
             raise FileNotFoundError(f"{self.directory}: no checkpoints")
-        errors = []
+        errors, skipped = [], []
+        _quiet_failed_read_noise()
         for s in reversed(steps):
             try:
-                return read(s)
+                value = read(s)
             except Exception as e:  # noqa: BLE001 -- whatever failed, an older step may be fine
+                older = [t for t in steps if t < s]
                 log.warning(
-                    "checkpoint step %d in %s is unreadable (%s: %s); falling back to the previous step",
-                    s, self.directory, type(e).__name__, e,
+                    "checkpoint step %d in %s is unreadable (%s); falling back to %s",
+                    s, self.directory, _short_error(e), f"step {older[-1]}" if older else "nothing older",
                 )
-                errors.append(f"step {s}: {type(e).__name__}: {e}")
+                log.debug("checkpoint step %d: full error", s, exc_info=e)
+                errors.append(f"step {s}: {_short_error(e)}")
+                skipped.append(s)
+                continue
+            self._unreadable = sorted(skipped)
+            return value
         raise RuntimeError(f"{self.directory}: no readable checkpoint among steps {steps}:\n" + "\n".join(errors))
+
+    def unreadable_steps(self) -> list[int]:
+        """The steps the last fallback skipped and that are not set aside yet (ascending)."""
+        return list(self._unreadable)
+
+    def set_aside_unreadable(self) -> list[Path]:
+        """Move the step directories the last fallback found unreadable to ``<step>.corrupt-<time>``.
+
+        They stay next to the good ones for inspection but leave Orbax's step listing, so the step
+        trained again is saved anew (instead of being skipped as "already saved") and every later
+        reader -- ``Codec.load``, ``info``, ``convert``, the next resume -- finds it rather than
+        falling back again. Warns for each directory moved; returns the new paths (empty on other
+        processes, and for a read-only checkpointer, which never changes anything).
+
+        Multi-process runs: every process must call this (``pretrain`` does, right after
+        :meth:`restore`); process 0 moves the directories, all wait at a barrier, then all re-read
+        the directory. Every process sees the same files, so all fell back to the same step.
+        """
+        if self.read_only:
+            return []
+        pending, self._unreadable = self._unreadable, []
+        moved: list[Path] = []
+        if pending and jax.process_index() == 0:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for step in pending:
+                src = self._step_dir(step)
+                if not src.exists():
+                    continue
+                dst = src.with_name(f"{src.name}{CORRUPT_SUFFIX}{stamp}")
+                for n in itertools.count(1):
+                    if not dst.exists():
+                        break
+                    dst = src.with_name(f"{src.name}{CORRUPT_SUFFIX}{stamp}-{n}")
+                src.rename(dst)
+                moved.append(dst)
+                log.warning(
+                    "moved the unreadable checkpoint step %d aside to %s (kept for inspection); "
+                    "step %d will be written anew when training reaches it again",
+                    step, dst, step,
+                )
+        if jax.process_count() > 1:
+            ocp.multihost.sync_global_processes(f"biocodec_jax_set_aside_unreadable_{next(_barrier_ids)}")
+        if pending or jax.process_count() > 1:
+            self._manager.reload()
+        return moved
 
     def _restore_step(self, target: TrainState, data_iter: Any, step: int) -> TrainState:
         items = {STATE_ITEM: ocp.args.StandardRestore(_array_tree(target))}

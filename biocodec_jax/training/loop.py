@@ -11,8 +11,10 @@ Every process of a multi-host job runs this same function (after
    ``config.train.data`` giving this process its share of every global batch;
 2. resume from the latest readable checkpoint in ``workdir/checkpoints`` (parameters,
    codebooks, optimiser state, step, RNG and the iterator's position), onto however many devices
-   this run has; or start afresh: k-means codebooks from the first global batch, which is then
-   also the first training batch (as in the original, where k-means runs inside the first step);
+   this run has (newer unreadable ones are moved aside to ``<step>.corrupt-<time>`` with a
+   warning, and trained again); or start afresh: k-means codebooks from the first global batch,
+   which is then also the first training batch (as in the original, where k-means runs inside the
+   first step);
 3. steps until ``config.train.steps``; every ``log_every`` steps metrics (with throughput and
    codebook health: dead codes and perplexity per quantizer) to ``metrics.jsonl`` and TensorBoard
    from process 0; every ``eval_every`` steps validation on held-out shards (loss, correlation,
@@ -190,6 +192,9 @@ def pretrain(
     metrics_log = MetricsLogger(workdir, enabled=lead)
     try:
         state = checkpointer.restore(abstract_train_state(config, parallel.replicated(mesh)), data_iter)
+        # Unreadable newer steps the restore skipped: moved aside now (every process calls this), so
+        # the steps trained again are saved anew and later readers find them, not the fallback.
+        checkpointer.set_aside_unreadable()
         pending_first = None
         if state is None:
             pending_first = parallel.global_batch(next(data_iter), mesh)
