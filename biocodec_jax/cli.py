@@ -48,6 +48,10 @@ def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
     workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
     try:
         config = load_prepare_config(args.preset, args.config, overrides)
+        if args.salvage:
+            import dataclasses
+
+            config = dataclasses.replace(config, salvage_truncated=True)
         manifest = prepare(
             args.input, args.output, config, dataset=args.dataset, workers=workers, progress=not args.no_progress
         )
@@ -64,10 +68,12 @@ def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
         print(f"error: {args.input}: {why}; no manifest.json written to {args.output}", file=sys.stderr)
         return 1
     splits = ", ".join(f"{k} {v['windows']} windows / {v['recordings']} recordings / {len(v['subjects'])} subjects" for k, v in manifest["splits"].items())
+    salvaged = sum(1 for r in manifest["recordings"] if r.get("salvaged"))
     print(
         f"{args.output}: {manifest['windows']} windows of {manifest['window_samples']} samples at "
-        f"{manifest['sample_rate']:g} Hz ({splits}); rejected {bad_files} file(s) and {bad_channels} channel(s), "
-        f"reasons in {args.output}/manifest.json"
+        f"{manifest['sample_rate']:g} Hz ({splits}); rejected {bad_files} file(s) and {bad_channels} channel(s)"
+        + (f", salvaged {salvaged} truncated file(s)" if salvaged else "")
+        + f", reasons in {args.output}/manifest.json"
     )
     return 0
 
@@ -200,24 +206,33 @@ def _convert(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _tokens_io(args: argparse.Namespace, rest: list[str]) -> int:
-    """``tokenize`` / ``reconstruct``: every file, bad ones reported and skipped; exit 1 if any failed."""
+    """``tokenize`` / ``reconstruct``: every file, bad ones reported and skipped; exit 1 if any failed.
+
+    An output that is already there is left as it is and counted as already done (exit 0: re-running
+    the command on a grown corpus does the new files only); ``--force`` recomputes it."""
     from biocodec_jax import Codec, tokenizer
     from biocodec_jax.interop.torch_checkpoint import CheckpointError
 
     try:
         codec = Codec.open(args.codec).with_numerics(args.precision)
         if args.command == "tokenize":
-            report = tokenizer.tokenize_files(codec, args.input, args.output, n_q=args.n_q, progress=not args.no_progress)
+            report = tokenizer.tokenize_files(codec, args.input, args.output, n_q=args.n_q, progress=not args.no_progress,
+                                              force=args.force)
         else:
-            report = tokenizer.reconstruct_files(codec, args.input, args.output, progress=not args.no_progress)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
+            report = tokenizer.reconstruct_files(codec, args.input, args.output, progress=not args.no_progress,
+                                                 force=args.force)
+    except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for path, target in report.get("existing", []):
+        print(f"already done {path}: {target} {tokenizer.EXISTS_REASON}", file=sys.stderr)
     for path, channel, reason in report.get("dropped", []):
         print(f"dropped channel {channel!r} of {path}: {reason}; tokenized the others", file=sys.stderr)
     for path, reason in report["failed"]:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    print(f"{args.command}: {len(report['written'])} written to {args.output}, {len(report['failed'])} skipped"
+    print(f"{args.command}: {len(report['written'])} written to {args.output}"
+          + (f", {len(report['existing'])} already done (outputs there; --force recomputes them)" if report.get("existing") else "")
+          + f", {len(report['failed'])} skipped"
           + (f", {len(report['dropped'])} channel(s) left out" if report.get("dropped") else ""))
     return 1 if report["failed"] else 0
 
@@ -288,10 +303,14 @@ def _report(args: argparse.Namespace, rest: list[str]) -> int:
                                      excerpt_seconds=args.excerpt, codec_source=str(args.codec))
     except (RecordingError, ValueError, OSError) as err:  # TokenizeError is both
         return fail(str(err), args.input)
-    summary = json.loads(paths["json"].read_text())["summary"]
+    results = json.loads(paths["json"].read_text())
+    summary, dropped = results["summary"], results["recording"].get("dropped_channels") or []
     corr, sdr = summary["correlation"]["mean"], summary["si_sdr_db"]["mean"]
+    for d in dropped:
+        print(f"left out channel {d['channel']!r} of {args.input}: {d['reason']}; reported on the others", file=sys.stderr)
     print(f"{paths['markdown']}: report on {args.input} (mean correlation "
           + ("n/a" if corr is None else f"{corr:.3f}") + ", mean SI-SDR " + ("n/a" if sdr is None else f"{sdr:.2f} dB")
+          + (f"; {len(dropped)} channel(s) left out, listed in the report" if dropped else "")
           + f"); figures in {paths['markdown'].parent / 'figures'}")
     return 0
 
@@ -317,7 +336,8 @@ examples:
 
 Bad recordings are logged and skipped (listed with the reason under "rejected" in
 OUTPUT/manifest.json, with the resolved config); interrupting and re-running the same command
-finishes the job.
+finishes the job. A truncated EDF/BDF is rejected unless --salvage: then its readable whole
+records are kept, logged, and noted under "salvaged" in its manifest entry.
 """
 
 _PRETRAIN_EPILOG = """\
@@ -365,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--channels-per-recording", type=int, default=None, metavar="K", help="K random channels per recording (default all)")
     prep.add_argument("--config", default=None, help="YAML with PrepareConfig fields (applied over the preset)")
     prep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. notch_freq=60 (repeatable)")
+    prep.add_argument("--salvage", action="store_true",
+                      help="keep the readable whole records of a truncated EDF/BDF instead of rejecting it "
+                      "(logged; noted as \"salvaged\" in its manifest entry; salvage_truncated=true)")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     prep.set_defaults(func=_prepare)
 
@@ -440,7 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="recordings (EDF, BDF, GDF, FIF, EEGLAB, BrainVision) -> tokens (*_tokens.npz), with the codec's preparation",
         description="Pick the codec's channels, prepare them as its training data (rate, robust normalisation, "
         "clip) and write each recording's codes with its channel names, rates, start time and normalisation. "
-        "Bad recordings are reported and skipped; exit 1 if any was skipped, 2 if nothing could start.",
+        "Bad recordings are reported and skipped; exit 1 if any was skipped, 2 if nothing could start. A recording "
+        "whose tokens (of this codec) are already in --output is left as it is and counted as already done, so "
+        "re-running on a grown corpus tokenizes the new recordings only; --force recomputes them. --output is "
+        "created with the first file written.",
         epilog="examples:\n  biocodec-jax tokenize --codec runs/demo/codec --input data/eegmmidb --output tokens/\n"
         "  biocodec-jax tokenize --codec biocodec_eeg.pt --input sub-01.edf --output tokens/ --n-q 2\n"
         "  biocodec-jax tokenize --codec runs/eeg --input corpus/ --output tokens/ --precision bfloat16   # on a GPU",
@@ -450,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--input", required=True, help="a recording or a folder of recordings (searched recursively)")
     tok.add_argument("--output", required=True, help="folder for <name>_tokens.npz")
     tok.add_argument("--n-q", type=int, default=None, help="quantizers to keep (default all: the full bitrate)")
+    tok.add_argument("--force", action="store_true",
+                     help="recompute and overwrite outputs already in --output (default: leave them, already done)")
     tok.add_argument("--no-progress", action="store_true", help="no progress bar")
     tok.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                      help="compute dtype of the encoder/decoder (bfloat16: faster on GPUs/TPUs; a few codes differ)")
@@ -459,13 +487,16 @@ def build_parser() -> argparse.ArgumentParser:
         "reconstruct",
         help="tokens (*_tokens.npz) -> recordings (*_recon_raw.fif) in physical units at the original rate",
         description="Decode tokens made by `biocodec-jax tokenize` with the same codec (another codec's tokens "
-        "are refused) and undo the normalisation. Bad files are reported and skipped (exit 1).",
+        "are refused) and undo the normalisation. Bad files are reported and skipped (exit 1). An output already "
+        "in --output is left as it is (already done; --force recomputes it).",
         epilog="examples:\n  biocodec-jax reconstruct --codec runs/demo/codec --input tokens/ --output recon/",
         formatter_class=_HelpFormatter,
     )
     rec.add_argument("--codec", required=True, help="the codec that made the tokens")
     rec.add_argument("--input", required=True, help="a *_tokens.npz file or a folder of them")
     rec.add_argument("--output", required=True, help="folder for <name>_recon_raw.fif")
+    rec.add_argument("--force", action="store_true",
+                     help="recompute and overwrite outputs already in --output (default: leave them, already done)")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar")
     rec.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                      help="compute dtype of the encoder/decoder (bfloat16: faster on GPUs/TPUs; a few codes differ)")

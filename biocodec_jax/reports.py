@@ -9,6 +9,11 @@ What is compared: the codec's input ``x``, the recording prepared exactly as for
 trimmed to the length of ``x``. Clipping and filtering happen before the codec and cannot be
 undone by it, so they are not counted as its error; the share of clipped samples per channel is
 reported next to the metrics so that a heavily clipped channel is not mistaken for a well coded one.
+Channels the tokenizer leaves out (NaN/Inf samples or flat, :attr:`Prepared.dropped_channels`)
+are not measured; the report says which and why (``recording.dropped_channels`` in
+``report.json``, a "left out" line in ``report.md``). Units are the recording's own
+(``info["chs"][i]["unit"]``): volts are drawn in µV, channels without a physical unit (e.g. the
+Myo armband's ADC counts) unscaled, in "AU" (``recording.unit`` / ``recording.units``).
 
 What is measured, all per channel (the codec codes every channel on its own) and summarised by
 mean and median over channels:
@@ -54,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 import mne
 import numpy as np
 
-from biocodec_jax.tokenizer import Prepared, decode_channels, encode_channels, fingerprint, prepare_recording
+from biocodec_jax.tokenizer import Prepared, channel_units, decode_channels, encode_channels, fingerprint, prepare_recording
 
 if TYPE_CHECKING:
     from biocodec_jax.codec import Codec
@@ -214,12 +219,25 @@ def quality_curve(codec: "Codec", rec: Reconstruction, n_qs: Any = None) -> dict
 
 
 def _display_scale(prepared: Prepared) -> tuple[np.ndarray, str]:
-    """Per-channel factor from recording units (SI) to display units, and the unit's name
-    (MNE's: volts of EEG/EMG are shown in µV). 'AU' scaling 1 for unknown or mixed types."""
-    types = prepared.info.get_channel_types()
-    if len(set(types)) == 1 and types[0] in mne.defaults.DEFAULTS["units"]:
-        return np.full(len(types), mne.defaults.DEFAULTS["scalings"][types[0]]), mne.defaults.DEFAULTS["units"][types[0]]
+    """Per-channel factor from recording units to display units, and the display unit's name.
+
+    The unit is the recording's (``info["chs"][i]["unit"]``, :func:`~biocodec_jax.tokenizer.channel_units`),
+    not the channel type's: volts of EEG/EMG are shown as MNE shows them (µV); channels without a
+    physical unit (``FIFF_UNIT_NONE``, e.g. Myo ADC counts) unscaled, in "AU"; mixed types or
+    units unscaled in "AU"."""
+    types, units = prepared.info.get_channel_types(), channel_units(prepared.info)
+    if len(set(types)) == 1 and len(set(units)) == 1:
+        defaults = mne.defaults.DEFAULTS
+        if units[0] == defaults["si_units"].get(types[0]) and types[0] in defaults["units"]:  # the type's own SI unit
+            return np.full(len(types), defaults["scalings"][types[0]]), defaults["units"][types[0]]
+        return np.ones(len(types)), units[0]
     return np.ones(len(types)), "AU"
+
+
+def _recording_unit(prepared: Prepared) -> str:
+    """The recording's unit ("V"; "AU": none, e.g. ADC counts), or "mixed"."""
+    units = set(channel_units(prepared.info))
+    return units.pop() if len(units) == 1 else "mixed"
 
 
 def _nan_stat(stat, values: np.ndarray, **kwargs) -> Any:
@@ -267,7 +285,10 @@ def measure(codec: "Codec", rec: Reconstruction, *, n_qs: Any = None, codec_sour
             "duration_s": x.shape[1] / sr,
             "median": np.asarray(p.median).tolist(),
             "iqr": np.asarray(p.iqr).tolist(),
-            "unit": mne.defaults.DEFAULTS["si_units"].get(p.info.get_channel_types()[0], "AU"),
+            "unit": _recording_unit(p),
+            "units": list(channel_units(p.info)),
+            # channels of the modality left out (NaN/Inf samples, flat): {channel, canonical, reason}
+            "dropped_channels": [dict(d) for d in p.dropped_channels],
             "clip": p.prep.clip,
             "l_freq_hz": p.prep.l_freq,
             "h_freq_hz": p.prep.h_freq,
@@ -571,10 +592,16 @@ def markdown(results: dict) -> str:
     bands, ch, cb, q = results["bands"], results["channels"], results["codebooks"], results["quality_vs_bitrate"]
     fig = lambda name, alt: f"![{alt}]({FIGURES_DIR}/{name}.png)"  # noqa: E731
     clip = f"clipped to ±{r['clip']:g}" if r["clip"] is not None else "not clipped"
+    unit = {"AU": "AU (no physical unit recorded, e.g. ADC counts)", "mixed": "mixed units"}.get(r["unit"], r["unit"])
+    dropped = r.get("dropped_channels") or []
+    left_out = ([f"- left out: {len(dropped)} {r['modality'].upper()} channel(s) that cannot be coded, not measured "
+                 "in this report: " + "; ".join(f"`{d['channel']}` ({d['reason']})" for d in dropped)] if dropped else [])
     lines = [
         f"# Codec report: {Path(r['source']).name}", "",
         f"- recording: `{r['source']}`: {len(r['channels'])} {r['modality'].upper()} channels, "
-        f"{r['duration_s']:.1f} s at {r['original_sample_rate_hz']:g} Hz ({r['original_n_samples']} samples)",
+        f"{r['duration_s']:.1f} s at {r['original_sample_rate_hz']:g} Hz ({r['original_n_samples']} samples), "
+        f"values in {unit}",
+        *left_out,
         f"- codec: `{c['source'] or '(in memory)'}`, preset {c['preset']}, id {c['id']}: {c['sample_rate_hz']:g} Hz, "
         f"hop {c['hop_samples']} ({c['frame_rate_hz']:.2f} frames/s), {c['n_q']} quantizers x {c['codebook_size']} codes",
         f"- compared: the codec's input (resampled to {c['sample_rate_hz']:g} Hz, (x - median) / IQR per channel, {clip}) "

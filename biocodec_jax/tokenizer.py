@@ -15,6 +15,11 @@ can restore physical units; clipping and filtering cannot be undone. Channel nam
 the recording has them (``Tokens.channel_names``); the canonical names the training data uses
 ("C3" for PhysioNet's "C3..") are in ``Tokens.canonical_channel_names``.
 
+Units are the recording's, channel by channel (``info["chs"][i]["unit"]``, not the channel type):
+``Tokens.units`` holds ``"V"`` for volts and ``"AU"`` for channels without a physical unit (MNE's
+``FIFF_UNIT_NONE``, e.g. the Myo armband's ADC counts, see :func:`channel_units`); the median and
+IQR are in those units and :func:`detokenize` gives its channels those units back.
+
 A channel holding NaN/Inf samples, or flat, is left out and listed in ``Tokens.dropped_channels``
 with the reason, as ``prepare`` leaves it out of training data (one rule for both:
 :func:`data_pipelines.preprocess.unusable_channels`); the other channels are tokenized.
@@ -42,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import mne
 import numpy as np
+from mne.io.constants import FIFF
 
 from biocodec_jax import config as config_lib
 from data_pipelines.channels import pick_channels
@@ -75,6 +81,37 @@ class TokensFileError(ValueError):
 
 class DroppedChannelsWarning(UserWarning):
     """:func:`tokenize` left out channels it could not use (listed in ``Tokens.dropped_channels``)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Units.
+
+# MNE's unit codes (``info["chs"][i]["unit"]``) <-> the names tokens carry. "AU": no physical unit
+# (FIFF_UNIT_NONE, or unitless), e.g. ADC counts without a published gain.
+UNIT_NAMES: dict[int, str] = {
+    int(FIFF.FIFF_UNIT_V): "V", int(FIFF.FIFF_UNIT_T): "T", int(FIFF.FIFF_UNIT_T_M): "T/m",
+    int(FIFF.FIFF_UNIT_MOL): "M", int(FIFF.FIFF_UNIT_M): "m", int(FIFF.FIFF_UNIT_RAD): "rad",
+    int(FIFF.FIFF_UNIT_SEC): "s", int(FIFF.FIFF_UNIT_S): "S", int(FIFF.FIFF_UNIT_CEL): "C",
+    int(FIFF.FIFF_UNIT_PX): "px", int(FIFF.FIFF_UNIT_UNITLESS): "AU", int(FIFF.FIFF_UNIT_NONE): "AU",
+}
+_UNIT_CODES: dict[str, int] = {name: code for code, name in UNIT_NAMES.items() if code != FIFF.FIFF_UNIT_UNITLESS}
+
+
+def channel_units(info: mne.Info) -> tuple[str, ...]:
+    """The unit of each channel of ``info`` as the recording declares it (``info["chs"][i]["unit"]``):
+    ``"V"`` for volts, ``"AU"`` for none (``FIFF_UNIT_NONE``: e.g. Myo ADC counts) or a code not in
+    :data:`UNIT_NAMES`. Not the unit MNE's defaults give the channel *type* (``V`` for ``emg``)."""
+    return tuple(UNIT_NAMES.get(int(ch["unit"]), "AU") for ch in info["chs"])
+
+
+def _set_units(info: mne.Info, units: tuple[str, ...]) -> mne.Info:
+    """Give the channels of ``info`` the ``units`` (names of :data:`UNIT_NAMES`); an unknown name
+    leaves the channel type's default."""
+    for ch, name in zip(info["chs"], units):
+        if name in _UNIT_CODES:
+            ch["unit"] = _UNIT_CODES[name]
+            ch["unit_mul"] = FIFF.FIFF_UNITM_NONE
+    return info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +156,7 @@ class Tokens:
     channel_names: tuple[str, ...]  # as the recording names them (what detokenize restores)
     canonical_channel_names: tuple[str, ...]  # as the codec's training data names them ("C3" for "C3..")
     ch_types: tuple[str, ...]
-    units: tuple[str, ...]
+    units: tuple[str, ...]  # as recorded, per channel: "V", or "AU" without a physical unit (channel_units)
     token_rate: float
     sample_rate: float
     original_sample_rate: float
@@ -455,7 +492,7 @@ def tokenize(
         channel_names=p.source_channel_names,
         canonical_channel_names=tuple(p.info.ch_names),
         ch_types=ch_types,
-        units=tuple(mne.defaults.DEFAULTS["si_units"].get(t, "AU") for t in ch_types),
+        units=channel_units(p.info),
         token_rate=float(codec.codec_config.frame_rate),
         sample_rate=float(codec.sample_rate),
         original_sample_rate=p.original_sample_rate,
@@ -536,14 +573,15 @@ def decode_tokens(codec: "Codec", tokens: Tokens, *, normalized: bool = False) -
 
 
 def detokenize(codec: "Codec", tokens: Tokens, *, resample: bool = True) -> mne.io.RawArray:
-    """``tokens`` decoded into an ``mne.io.RawArray`` in physical units, channels named and typed as
-    tokenized, ``meas_date`` and ``first_samp`` restored, resampled back to the original rate
-    (``resample=False``: left at the codec's rate). Tokens of another codec raise ValueError.
+    """``tokens`` decoded into an ``mne.io.RawArray`` in physical units, channels named, typed and
+    with units (``tokens.units``: volts, or none for counts) as tokenized, ``meas_date`` and
+    ``first_samp`` restored, resampled back to the original rate (``resample=False``: left at the
+    codec's rate). Tokens of another codec raise ValueError.
 
     Only the channels that were tokenized come back: those tokenize left out (NaN/Inf or flat,
     ``tokens.dropped_channels``) are not in the result, which has ``tokens.n_channels`` channels."""
     y = decode_tokens(codec, tokens)
-    info = mne.create_info(list(tokens.channel_names), tokens.sample_rate, list(tokens.ch_types))
+    info = _set_units(mne.create_info(list(tokens.channel_names), tokens.sample_rate, list(tokens.ch_types)), tokens.units)
     raw = mne.io.RawArray(y, info, verbose=False)
     if resample and tokens.original_sample_rate != tokens.sample_rate:
         raw.resample(tokens.original_sample_rate, verbose=False)
@@ -553,7 +591,8 @@ def detokenize(codec: "Codec", tokens: Tokens, *, resample: bool = True) -> mne.
             y = y[:, :n]
         else:  # resampling rounded one sample short: repeat the edge
             y = np.pad(y, ((0, 0), (0, n - y.shape[1])), mode="edge")
-        info = mne.create_info(list(tokens.channel_names), tokens.original_sample_rate, list(tokens.ch_types))
+        info = _set_units(mne.create_info(list(tokens.channel_names), tokens.original_sample_rate, list(tokens.ch_types)),
+                          tokens.units)
         first_samp = int(tokens.start_time.get("first_samp", 0))
     else:
         first_samp = int(round(tokens.start_time.get("offset_s", 0.0) * tokens.sample_rate))
@@ -578,6 +617,7 @@ __all__ = [
     "encode_channels",
     "decode_channels",
     "check_codec",
+    "channel_units",
 ]
 
 
@@ -594,18 +634,33 @@ def _inputs(path: Path, pattern: str) -> list[Path]:
     raise FileNotFoundError(f"{path}: no such file or directory")
 
 
+class _AlreadyDone(Exception):
+    """``write_one`` found the output of a file already there (and not asked to overwrite it)."""
+
+    def __init__(self, target: Path):
+        super().__init__(str(target))
+        self.target = target
+
+
+EXISTS_REASON = "exists (use --force to overwrite)"
+
+
 def _each_file(files: list[Path], desc: str, progress: bool, write_one, errors: tuple) -> dict[str, list]:
     """``write_one(path) -> written path`` for every file; a file raising an exception is reported
-    and skipped, the rest done. Returns ``{"written": [paths], "failed": [(path, reason)]}``: the
-    reason is the message of one of the expected ``errors`` (without the path it may start with),
-    or ``"unexpected <type>: <message>"`` for any other exception (a reader or MNE failing in an
-    unforeseen way must not stop a batch job, as in ``prepare``)."""
+    and skipped, the rest done. Returns ``{"written": [paths], "failed": [(path, reason)],
+    "existing": [(path, output)]}``: the reason is the message of one of the expected ``errors``
+    (without the path it may start with), or ``"unexpected <type>: <message>"`` for any other
+    exception (a reader or MNE failing in an unforeseen way must not stop a batch job, as in
+    ``prepare``); ``existing``: the files whose output was already there (``write_one`` raised
+    :class:`_AlreadyDone`), left as they are."""
     from tqdm import tqdm
 
-    report: dict[str, list] = {"written": [], "failed": []}
+    report: dict[str, list] = {"written": [], "failed": [], "existing": []}
     for path in tqdm(files, desc=desc, unit="file", disable=not progress):
         try:
             report["written"].append(write_one(path))
+        except _AlreadyDone as done:
+            report["existing"].append((path, done.target))
         except errors as err:
             reason = str(err)
             report["failed"].append((path, reason[len(f"{path}: "):] if reason.startswith(f"{path}: ") else reason))
@@ -626,13 +681,73 @@ def _write_whole(target: Path, partial: Path, save) -> Path:
     return target
 
 
+class _Outputs:
+    """The output folder of a batch: created with the first file written into it (never left
+    empty: removed again, with the parents made for it, if nothing stayed in it), and the output
+    name each input claims (two inputs of one run with the same output name: the second fails)."""
+
+    def __init__(self, folder: Path):
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{folder}: exists and is not a directory; --output is the folder to write into")
+        self.folder = folder
+        self.missing: list[Path] = []  # the folder and its missing parents, deepest first
+        p = folder
+        while not p.exists() and p.parent != p:
+            self.missing.append(p)
+            p = p.parent
+        self.claimed: dict[Path, Path] = {}
+
+    def claim(self, target: Path, path: Path) -> None:
+        first = self.claimed.setdefault(target, path)
+        if first != path:
+            raise ValueError(f"its output {target.name} is also that of {first} in this run (the same name); "
+                             "write one of them into another --output")
+
+    def make(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
+
+    def tidy(self) -> None:
+        for d in self.missing:
+            try:
+                d.rmdir()  # only if empty
+            except OSError:
+                break
+
+
+def _existing_tokens_problem(path: Path, codec_id: str, n_q: int) -> str | None:
+    """None if ``path`` holds tokens of the codec ``codec_id`` with ``n_q`` quantizers (read from its
+    metadata and the header of its codes, not the codes themselves), else what differs."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"][()]))
+            with z.zip.open("codes.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape = read_header(f)[0]
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or len(shape) != 3:
+            raise ValueError("not a tokens file")
+    except Exception:
+        return "is not a readable tokens file"
+    if meta.get("codec_id") != codec_id:
+        return f"holds tokens of codec {meta.get('codec_id')}, not of this codec {codec_id}"
+    if shape[1] != n_q:
+        return f"holds {shape[1]} quantizers, not the {n_q} asked for"
+    return None
+
+
 def tokenize_files(codec: "Codec", source: str | Path, output: str | Path, *, n_q: int | None = None,
-                   progress: bool = True) -> dict[str, list]:
+                   progress: bool = True, force: bool = False) -> dict[str, list]:
     """Tokenize a recording, or every recording under a directory, into ``output/<name>_tokens.npz``.
 
     A bad recording is reported and skipped, never half-written (each file is written whole, then
     renamed into place). Channels :func:`tokenize` leaves out (NaN/Inf, flat) are listed in each
-    file's tokens and reported here. Returns ``{"written": [paths], "failed": [(path, reason)],
+    file's tokens and reported here. An output that is already there, tokens of this codec with as
+    many quantizers, is left as it is and listed under ``existing`` (already done: re-running on a
+    grown corpus tokenizes the new recordings only); ``force=True`` recomputes it. An existing
+    output of another codec or quantizer count, or not a tokens file, is a failure unless
+    ``force``. ``output`` is created with the first file written into it. Returns
+    ``{"written": [paths], "failed": [(path, reason)], "existing": [(path, output)],
     "dropped": [(path, channel, reason)]}``.
     """
     from data_pipelines.readers import SUPPORTED_SUFFIXES, recording_format
@@ -643,39 +758,63 @@ def tokenize_files(codec: "Codec", source: str | Path, output: str | Path, *, n_
         files = [f for f in files if f.name.lower().endswith(SUPPORTED_SUFFIXES)]
         if not files:
             raise FileNotFoundError(f"{source}: no recordings ({', '.join(SUPPORTED_SUFFIXES)})")
-    output.mkdir(parents=True, exist_ok=True)
+    outputs = _Outputs(output)
+    want_n_q = codec.n_q if n_q is None else int(n_q)
+    this_codec: dict[str, str] = {}  # its fingerprint, computed once when first needed
 
     dropped: list[tuple[Path, str, str]] = []
 
     def write_one(path: Path) -> Path:
         name = path.name[: -len(recording_format(path))] + TOKENS_SUFFIX
+        target = output / name
+        outputs.claim(target, path)
+        if target.exists() and not force:
+            if "id" not in this_codec:
+                this_codec["id"] = fingerprint(codec)
+            problem = _existing_tokens_problem(target, this_codec["id"], want_n_q)
+            if problem is None:
+                raise _AlreadyDone(target)
+            raise ValueError(f"{target} exists and {problem} (use --force to overwrite)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DroppedChannelsWarning)  # reported in "dropped" instead
             tokens = tokenize(codec, path, n_q=n_q)
-        written = _write_whole(output / name, output / f".{name}.partial.npz", tokens.save)
+        written = _write_whole(target, outputs.make() / f".{name}.partial.npz", tokens.save)
         dropped.extend((path, d["channel"], d["reason"]) for d in tokens.dropped_channels)
         return written
 
-    report = _each_file(files, "tokenize", progress, write_one, (RecordingError, ValueError, OSError))
+    try:
+        report = _each_file(files, "tokenize", progress, write_one, (RecordingError, ValueError, OSError))
+    finally:
+        outputs.tidy()
     report["dropped"] = dropped
     return report
 
 
-def reconstruct_files(codec: "Codec", source: str | Path, output: str | Path, *, progress: bool = True) -> dict[str, list]:
+def reconstruct_files(codec: "Codec", source: str | Path, output: str | Path, *, progress: bool = True,
+                      force: bool = False) -> dict[str, list]:
     """Decode ``*_tokens.npz`` (one file or a directory of them) into ``output/<name>_recon_raw.fif``
     (physical units, original rate and channel names). Like :func:`tokenize_files`, bad inputs
     (missing, truncated or malformed: :class:`TokensFileError`; another codec's tokens) are
-    reported and skipped. Returns ``{"written": [paths], "failed": [(path, reason)]}``."""
+    reported and skipped, an existing output is left as it is (``existing``; ``force=True``
+    recomputes it) and ``output`` is created with the first file written. Returns
+    ``{"written": [paths], "failed": [(path, reason)], "existing": [(path, output)]}``."""
     source, output = Path(source), Path(output)
     files = _inputs(source, f"*{TOKENS_SUFFIX}")
     if not files:
         raise FileNotFoundError(f"{source}: no *{TOKENS_SUFFIX} files")
-    output.mkdir(parents=True, exist_ok=True)
+    outputs = _Outputs(output)
 
     def write_one(path: Path) -> Path:
-        raw = detokenize(codec, Tokens.load(path))
         stem = path.name[: -len(TOKENS_SUFFIX)] if path.name.endswith(TOKENS_SUFFIX) else path.stem
-        return _write_whole(output / f"{stem}_recon_raw.fif", output / f".{stem}.partial_raw.fif",
+        target = output / f"{stem}_recon_raw.fif"
+        outputs.claim(target, path)
+        if target.exists() and not force:
+            raise _AlreadyDone(target)
+        raw = detokenize(codec, Tokens.load(path))
+        return _write_whole(target, outputs.make() / f".{stem}.partial_raw.fif",
                             lambda tmp: raw.save(tmp, overwrite=True, verbose=False))
 
-    return _each_file(files, "reconstruct", progress, write_one, (ValueError, OSError))
+    try:
+        return _each_file(files, "reconstruct", progress, write_one, (ValueError, OSError))
+    finally:
+        outputs.tidy()

@@ -49,6 +49,10 @@ class PrepareConfig:
     split_by: SplitBy = "subject"
     recordings_per_shard: int = 64
     seed: int = 0
+    # A truncated EDF/BDF (fewer data records in the file than its header declares) is rejected;
+    # True keeps its readable whole records instead (logged, and noted in the manifest's entry of
+    # the recording as "salvaged": seconds kept of seconds declared). ``prepare --salvage``.
+    salvage_truncated: bool = False
 
     def __post_init__(self):
         if self.sample_rate <= 0 or self.window_seconds <= 0:

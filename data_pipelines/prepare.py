@@ -4,7 +4,9 @@
 
 One recording at a time (:func:`process_recording`, run in worker processes):
 
-1. the adapter reads it (MNE reader, or text/CSV for the sets MNE cannot read);
+1. the adapter reads it (MNE reader, or text/CSV for the sets MNE cannot read); a truncated
+   EDF/BDF is rejected, or with ``salvage_truncated`` (``prepare --salvage``) read up to its last
+   whole data record, logged and noted in its manifest entry (``"salvaged"``);
 2. channels of the modality are picked and canonically named (:mod:`data_pipelines.channels`);
 3. a rate below ``min_sample_rate`` or a recording shorter than one window rejects the file;
    a channel with NaN/Inf samples, or flat after resampling (IQR 0), is dropped with its reason;
@@ -33,7 +35,9 @@ run: each is logged and listed under ``rejected`` with its reason.
 Manifest keys: ``format``, ``dataset``, ``input``, ``config``, ``sample_rate``, ``window_samples``,
 ``windows`` (total), ``splits`` (per split: subjects, recordings, windows), ``shards`` (per split:
 ``{"path", "windows", "recordings"}``), ``recordings`` (``{"path", "recording", "subject",
-"split", "channels", "windows", "source_rate", "duration_s", "shard", "channel_stats"}``),
+"split", "channels", "windows", "source_rate", "duration_s", "shard", "channel_stats",
+"salvaged"?}``; ``salvaged`` only for a truncated file read in part: ``{"kept_s", "declared_s",
+"reason"}``, ``duration_s`` being what was kept),
 ``rejected`` (``{"path", "channel"?, "reason"}``; files the adapter passed over are listed too),
 ``channel_stats`` (per channel name over all recordings: median of the medians and of the IQRs,
 in the recording's units, e.g. volts).
@@ -60,11 +64,13 @@ from data_pipelines.datasets import Dataset, RecordingRef, Skipped, get_dataset
 from data_pipelines.errors import RecordingError
 from data_pipelines.manifest import MANIFEST
 from data_pipelines.preprocess import clip, filter_and_resample, make_windows, robust_stats, unusable_channels
+from data_pipelines.readers import TruncatedRecordingError
 from data_pipelines.shards import SHARD_SUFFIX, ShardWriter, WindowOrigin, encode_window
 
 log = logging.getLogger("data_pipelines.prepare")
 
 PROGRESS_DIR = "progress"
+SALVAGE_HINT = "; `prepare --salvage` keeps the readable records"
 FORMAT = "biocodec-jax shards v1"
 SPLITS = ("train", "val")
 
@@ -86,6 +92,8 @@ class RecordingResult:
     channel_stats: dict[str, dict[str, float]] = field(default_factory=dict)
     rejected_channels: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None
+    # A truncated file read in part (salvage_truncated): Truncation.to_dict(), else None.
+    salvaged: dict | None = None
 
     @property
     def n_windows(self) -> int:
@@ -116,7 +124,9 @@ def process_recording(root: Path, ref: RecordingRef, dataset: Dataset, config: P
     result = RecordingResult(ref)
     source = root / ref.path
     try:
-        raw = dataset.read(root, ref)
+        raw, truncation = dataset.read_recording(root, ref, salvage_truncated=config.salvage_truncated)
+        if truncation is not None:
+            result.salvaged = truncation.to_dict()
         pick_channels(raw, config.modality, only=config.channels or dataset.channels)
         sfreq = float(raw.info["sfreq"])
         result.source_rate = sfreq
@@ -153,6 +163,8 @@ def process_recording(root: Path, ref: RecordingRef, dataset: Dataset, config: P
         result.channel_stats = {
             raw.ch_names[i]: {"median": float(median[i]), "iqr": float(iqr[i])} for i in good
         }
+    except TruncatedRecordingError as e:
+        result.error = e.reason + SALVAGE_HINT
     except RecordingError as e:
         result.error = e.reason
     except Exception as e:  # an adapter or MNE failing in an unforeseen way must not kill the batch job
@@ -237,7 +249,7 @@ def write_recording(writer: ShardWriter, result: RecordingResult) -> int:
 
 def _recording_entry(result: RecordingResult, split: str, shard: str | None) -> dict:
     ref = result.ref
-    return {
+    entry = {
         "path": ref.display_path,
         "recording": ref.recording_id,
         "subject": ref.subject,
@@ -249,6 +261,9 @@ def _recording_entry(result: RecordingResult, split: str, shard: str | None) -> 
         "shard": shard,
         "channel_stats": result.channel_stats,
     }
+    if result.salvaged is not None:
+        entry["salvaged"] = dict(result.salvaged)
+    return entry
 
 
 def _rejections(result: RecordingResult) -> list[dict]:
@@ -385,6 +400,11 @@ def _write_group(output, group: ShardGroup, results, bar, on_result) -> None:
         for ref in group.refs:
             result = next(results)
             assert result.ref == ref, (result.ref, ref)
+            if result.salvaged is not None:
+                s = result.salvaged
+                declared = "an unknown length" if s["declared_s"] is None else f"{s['declared_s']:g} s"
+                log.warning("salvaged %s: truncated file, kept %g s of whole data records of the %s its header declares",
+                            ref.display_path, s["kept_s"], declared)
             rejections = _rejections(result)
             _report(rejections)
             rejected.extend(rejections)

@@ -39,13 +39,17 @@ def filter_and_resample(
 
     MNE's default zero-phase FIR filters and FFT resampling. Works in place on a preloaded
     ``raw`` and returns it. With every filter None and the rate already right, nothing changes.
+
+    Every channel of ``raw`` is filtered, whatever its type (pick the channels to use first, as
+    ``prepare`` and ``tokenize`` do): MNE's own default picks only its "data" types, which leave
+    out ``emg`` (an EMG recording would raise "yielded no channels"), and bad channels.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive; got {sample_rate}")
     if l_freq is not None or h_freq is not None:
-        raw.filter(l_freq, h_freq, verbose=False)
+        raw.filter(l_freq, h_freq, picks="all", verbose=False)
     if notch_freqs is not None:
-        raw.notch_filter(notch_freqs, verbose=False)
+        raw.notch_filter(notch_freqs, picks="all", verbose=False)
     if raw.info["sfreq"] != sample_rate:
         raw.resample(sample_rate, verbose=False)
     return raw

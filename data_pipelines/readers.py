@@ -6,13 +6,20 @@ Supported: EDF/EDF+ (``.edf``), BDF (``.bdf``), GDF (``.gdf``), FIF (``.fif``, `
 EEGLAB (``.set``, with its ``.fdt`` alongside when the data is stored separately) and BrainVision
 (``.vhdr`` header, with its ``.eeg`` and ``.vmrk``). Data are loaded into memory (``preload``); MNE's
 logging and warnings are silenced, except that a truncated EDF/BDF (which MNE would read in part)
-is an error. Anything that goes wrong raises :class:`RecordingError` naming the file.
+is an error, :class:`TruncatedRecordingError`. Anything that goes wrong raises
+:class:`RecordingError` naming the file.
+
+A truncated EDF/BDF (the header declares more data records than the file holds, e.g. a recorder
+stopped without closing the file, or a copy cut short) can be salvaged on request:
+:func:`read_raw_salvaged` (or ``read_raw(path, salvage_truncated=True)``) keeps the whole records
+that are in the file and says how much that is (:class:`Truncation`). The default stays strict.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import mne
@@ -44,13 +51,76 @@ def recording_format(path: str | Path) -> str:
     )
 
 
-def read_raw(path: str | Path) -> mne.io.BaseRaw:
+class TruncatedRecordingError(RecordingError):
+    """A truncated EDF/BDF read strictly; ``truncation`` says what salvaging it would keep."""
+
+    def __init__(self, path: str | Path | None, reason: str, truncation: "Truncation | None" = None):
+        super().__init__(path, reason)
+        self.truncation = truncation
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason, self.truncation))
+
+
+class TruncatedRecordingWarning(UserWarning):
+    """``read_raw(path, salvage_truncated=True)`` kept only part of a truncated EDF/BDF."""
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """What is left of a truncated EDF/BDF: ``kept_s`` seconds of whole data records were read,
+    the header declares ``declared_s`` (None when it does not say, e.g. ``-1`` records);
+    ``detail`` is MNE's warning."""
+
+    kept_s: float
+    declared_s: float | None
+    detail: str
+
+    @property
+    def summary(self) -> str:
+        declared = "an unknown length" if self.declared_s is None else f"{self.declared_s:g} s"
+        return f"the file holds {self.kept_s:g} s of whole data records of the {declared} its header declares"
+
+    def describe(self) -> str:
+        return f"truncated: {self.summary}"
+
+    def to_dict(self) -> dict:
+        return {"kept_s": self.kept_s, "declared_s": self.declared_s, "reason": self.describe()}
+
+
+def _declared_seconds(path: Path) -> float | None:
+    """Records x record duration from an EDF/BDF header (bytes 236-252), None if not stated."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+        n_records, duration = int(head[236:244].decode("ascii").strip()), float(head[244:252].decode("ascii").strip())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return n_records * duration if n_records > 0 and duration > 0 else None
+
+
+def read_raw(path: str | Path, *, salvage_truncated: bool = False) -> mne.io.BaseRaw:
     """The recording at ``path`` as a preloaded :class:`mne.io.Raw` (values in SI units, e.g. volts).
 
     Raises :class:`RecordingError` if the extension is not supported, the file does not exist,
-    or MNE cannot read it (corrupt or truncated file, missing companion file, ...).
+    or MNE cannot read it (corrupt or truncated file, missing companion file, ...); a truncated
+    EDF/BDF raises :class:`TruncatedRecordingError`. ``salvage_truncated=True``: such a file is read
+    up to its last whole data record instead, with a :class:`TruncatedRecordingWarning` saying how
+    much was kept (:func:`read_raw_salvaged` returns that as a :class:`Truncation`).
     """
-    path = Path(path)
+    raw, truncation = _read(Path(path), salvage_truncated)
+    if truncation is not None:
+        warnings.warn(f"{path}: {truncation.describe()}; kept those", TruncatedRecordingWarning, stacklevel=2)
+    return raw
+
+
+def read_raw_salvaged(path: str | Path) -> tuple[mne.io.BaseRaw, Truncation | None]:
+    """:func:`read_raw`, keeping the readable whole records of a truncated EDF/BDF: ``(raw,
+    truncation)``, ``truncation`` None when the file is whole. Every other problem still raises."""
+    return _read(Path(path), True)
+
+
+def _read(path: Path, salvage_truncated: bool) -> tuple[mne.io.BaseRaw, Truncation | None]:
     reader = READERS[recording_format(path)]
     if not path.is_file():
         raise RecordingError(path, "no such file")
@@ -64,14 +134,19 @@ def read_raw(path: str | Path) -> mne.io.BaseRaw:
         if content is not None and content != recording_format(path):
             hint = f"; its content looks like {content}, not {recording_format(path)}: wrong extension?"
         raise RecordingError(path, f"cannot be read ({type(e).__name__}: {e}){hint}") from e
+    truncation = None
     for w in caught:
         # MNE reads a truncated EDF/BDF "inferring from the file size": the tail of the recording
-        # is gone and the header lies about it. Treat it as the corrupt file it is.
+        # is gone and the header lies about it. Treat it as the corrupt file it is, unless asked
+        # to keep what is there (MNE reads whole records only: the partial last one is dropped).
         if "does not match the file size" in str(w.message):
-            raise RecordingError(path, f"truncated or damaged: {w.message}")
+            kept = raw.n_times / raw.info["sfreq"] if raw.n_times else 0.0
+            truncation = Truncation(round(float(kept), 6), _declared_seconds(path), str(w.message))
+            if not salvage_truncated:
+                raise TruncatedRecordingError(path, f"truncated or damaged: {truncation.summary}", truncation)
     if raw.n_times == 0 or len(raw.ch_names) == 0:
         raise RecordingError(path, "contains no samples or no channels")
-    return raw
+    return raw, truncation
 
 
 # First bytes of the binary formats (EDF's version field is "0" padded with spaces to 8 bytes).

@@ -189,3 +189,32 @@ def test_bundled_recording_to_windows():
     assert np.abs(np.median(flat, axis=1)).max() < 0.05
     iqr = np.subtract(*np.quantile(flat, [0.75, 0.25], axis=1))
     assert np.abs(iqr - 1).max() < 0.05
+
+
+def test_emg_channels_are_filtered():
+    """MNE's default picks leave ``emg`` out ("yielded no channels"): band-pass and notch must filter
+    EMG, and remove what they are meant to (5 Hz motion artefact, 50 Hz mains), keep the band."""
+    from dataclasses import replace
+
+    sfreq, n = 1000.0, 10_000
+    t = np.arange(n) / sfreq
+    tones = {5.0: 1.0, 50.0: 1.0, 120.0: 1.0}
+    x = 1e-4 * sum(a * np.sin(2 * np.pi * f * t) for f, a in tones.items())
+    raw = _raw(np.stack([x, 0.5 * x]), ["EMG1", "EMG2"], types="emg", sfreq=sfreq)
+    emg = replace(prepare_preset("emg"), l_freq=20.0, h_freq=450.0, notch_freq=50.0)
+    filter_and_resample(raw, emg.sample_rate, l_freq=emg.l_freq, h_freq=emg.h_freq, notch_freqs=emg.notch_freqs(sfreq))
+    middle = slice(2000, 8000)  # away from the edges; 6 s: whole periods of every tone
+
+    def amplitude(signal, f):
+        spectrum = np.abs(np.fft.rfft(signal[..., middle], axis=-1))
+        return spectrum[..., int(round(f * 6))]
+
+    y = raw.get_data()
+    for f, kept in ((5.0, False), (50.0, False), (120.0, True)):
+        gain = amplitude(y, f) / amplitude(np.stack([x, 0.5 * x]), f)
+        assert (np.all(gain > 0.95) if kept else np.all(gain < 0.05)), (f, gain)
+
+    # The emg preset with a band-pass over the Myo fixture (200 Hz counts) through prepare's path.
+    myo = Path(__file__).parent / "fixtures" / "myo" / "12345-1" / "0.txt"
+    rec = recording_windows(myo, replace(prepare_preset("emg"), l_freq=20.0, h_freq=90.0), dataset="myo")
+    assert rec.windows.shape[1:] == (8, 5000) and rec.windows.shape[0] >= 10 and np.isfinite(rec.windows).all()

@@ -336,3 +336,44 @@ def test_bonn_adapter_reads_zip_members(tmp_path):
     # 4097 samples at 173.61 Hz = 23.6 s -> 5900 samples at 250 Hz -> 4 windows of one channel.
     assert [r["windows"] for r in manifest["recordings"]] == [4, 4, 4, 4]
     assert manifest["splits"]["val"]["recordings"] == 1
+
+
+# --- truncated EDF: refused by default, salvaged on request ----------------------------------
+
+
+def test_truncated_edf_refused_with_a_hint_or_salvaged(tmp_path, caplog, capsys):
+    """The first 1,300,000 bytes of S001R04.edf: its header declares 125 records of 1 s, MNE reads the
+    62 whole ones. read_raw stays strict; prepare rejects it, saying how to keep it; --salvage keeps
+    the 62 s (logged, in the manifest entry)."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "cut.edf").write_bytes((BUNDLED / "S001" / "S001R04.edf").read_bytes()[:1_300_000])
+
+    refused = prepare(inp, tmp_path / "refused", EEG, workers=1, progress=False)
+    assert refused["windows"] == 0
+    (rejection,) = refused["rejected"]
+    assert rejection["path"] == "cut.edf" and rejection["reason"].startswith("truncated or damaged: the file holds 62 s")
+    assert rejection["reason"].endswith("; `prepare --salvage` keeps the readable records")
+
+    out = tmp_path / "salvaged"
+    caplog.clear()
+    assert cli_main(["prepare", "--input", str(inp), "--output", str(out), "--workers", "1", "--no-progress", "--salvage"]) == 0
+    assert "salvaged 1 truncated file(s)" in capsys.readouterr().out
+    manifest = read_manifest(out)
+    assert manifest["config"]["salvage_truncated"] is True and manifest["rejected"] == []
+    (entry,) = manifest["recordings"]
+    assert entry["windows"] == (62 * 250 // 1250) * 64 and entry["duration_s"] == 62.0
+    assert entry["salvaged"] == {"kept_s": 62.0, "declared_s": 125.0,
+                                 "reason": "truncated: the file holds 62 s of whole data records of the 125 s its header declares"}
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "cut.edf" in r.getMessage()]
+    assert [r.getMessage() for r in warnings] == [
+        "salvaged cut.edf: truncated file, kept 62 s of whole data records of the 125 s its header declares"]
+    assert len(all_records(out, manifest)) == manifest["windows"]
+
+    from data_pipelines.readers import TruncatedRecordingError, read_raw, read_raw_salvaged
+
+    with pytest.raises(TruncatedRecordingError, match=r"cut\.edf: truncated or damaged: the file holds 62 s of whole "
+                       r"data records of the 125 s its header declares$"):
+        read_raw(inp / "cut.edf")  # the default stays strict (tokenize, report and the task programs rely on it)
+    raw, truncation = read_raw_salvaged(inp / "cut.edf")
+    assert raw.n_times == 62 * 160 and (truncation.kept_s, truncation.declared_s) == (62.0, 125.0)

@@ -249,14 +249,24 @@ def test_cli_bad_inputs(codec, tmp_path, capsys):
     assert str(tmp_path / "nothing") in capsys.readouterr().err
 
 
-def test_emg(tmp_path):
-    """An ``emg``-preset codec (the tiny architecture at 1 kHz): EMG bands, cut at the Myo's 100 Hz Nyquist."""
+def _myo_in_volts() -> mne.io.BaseRaw:
+    """The Myo fixture's numbers as a RawArray of ``emg`` channels in MNE's default unit, volts."""
     table = np.loadtxt(MYO, delimiter=",")
-    raw = raw_from_array(table[:, :8].T, [f"EMG{i}" for i in range(1, 9)], 200.0, "emg", MYO)
+    return raw_from_array(table[:, :8].T, [f"EMG{i}" for i in range(1, 9)], 200.0, "emg", MYO)
+
+
+@pytest.fixture(scope="module")
+def emg_codec():
+    """An ``emg``-preset codec (the tiny architecture at 1 kHz), codebooks by k-means on Myo EMG."""
     tiny = preset("tiny")
     config = dataclasses.replace(tiny, preset="emg", codec=dataclasses.replace(tiny.codec, sample_rate=1000))
-    codec = _kmeans_codec(config, raw.copy().crop(tmin=10.0, tmax=20.0 - 1 / 200), 1000)
-    recording = raw.copy().pick(["EMG1", "EMG5"]).crop(tmax=5.0 - 1 / 200)
+    return _kmeans_codec(config, _myo_in_volts().crop(tmin=10.0, tmax=20.0 - 1 / 200), 1000)
+
+
+def test_emg(emg_codec, tmp_path):
+    """An ``emg``-preset codec (the tiny architecture at 1 kHz): EMG bands, cut at the Myo's 100 Hz Nyquist."""
+    codec = emg_codec
+    recording = _myo_in_volts().pick(["EMG1", "EMG5"]).crop(tmax=5.0 - 1 / 200)
     paths = reports.write_report(codec, recording, tmp_path, max_plot_channels=2, excerpt_seconds=2.0)
     results = json.loads(paths["json"].read_text())
     assert results["recording"]["modality"] == "emg" and results["bands"]["band_limit_hz"] == 100.0
@@ -273,3 +283,54 @@ def test_analyze_quantizer_counts(codec, recording, report):
     assert results["channels"] == report[1]["channels"]
     with pytest.raises(ValueError, match=r"between 1 and 3; got 4"):
         reports.analyze(codec, recording, n_qs=[4])
+
+
+def test_units_are_the_recordings_myo_counts_unscaled_volts_in_microvolts(emg_codec):
+    """The unit comes from ``info["chs"][i]["unit"]``, not from the channel type: the Myo adapter's
+    ADC counts (FIFF_UNIT_NONE) are reported as "AU" and shown unscaled; the same numbers declared
+    in volts are "V", shown in µV (a factor 1e6, 1e12 on the PSD)."""
+    from mne.io.constants import FIFF
+
+    from data_pipelines.datasets.myo import MyoDataset
+
+    root = MYO.parents[1]
+    (ref,) = [r for r in MyoDataset().find(root)[0] if r.path == "12345-1/0.txt"]
+    counts = MyoDataset().read(root, ref).pick(["EMG1", "EMG5"]).crop(tmax=5.0 - 1 / 200)
+    assert {ch["unit"] for ch in counts.info["chs"]} == {FIFF.FIFF_UNIT_NONE}
+    volts = _myo_in_volts().pick(["EMG1", "EMG5"]).crop(tmax=5.0 - 1 / 200)
+    np.testing.assert_array_equal(counts.get_data(), volts.get_data())
+
+    in_counts = reports.analyze(emg_codec, counts, n_qs=[emg_codec.n_q])
+    in_volts = reports.analyze(emg_codec, volts, n_qs=[emg_codec.n_q])
+    r = in_counts["recording"]
+    assert r["unit"] == "AU" and r["units"] == ["AU", "AU"] and in_counts["psd"]["unit"] == "AU²/Hz"
+    assert in_volts["recording"]["unit"] == "V" and in_volts["psd"]["unit"] == "µV²/Hz"
+    assert in_counts["channels"] == in_volts["channels"]  # the same numbers, only the unit differs
+    np.testing.assert_allclose(in_counts["psd"]["input_mean"], np.asarray(in_volts["psd"]["input_mean"]) / 1e12, rtol=1e-9)
+    # Counts are not scaled: the PSD of the input integrates to the variance of the counts (up to the
+    # resampling to 1 kHz, which keeps the power of a 200-Hz recording's band).
+    x = prepare_recording(emg_codec, counts).x.astype(np.float64) * np.asarray(r["iqr"])[:, None]
+    df = in_counts["psd"]["freqs_hz"][1] - in_counts["psd"]["freqs_hz"][0]
+    assert np.sum(in_counts["psd"]["input_mean"]) * df == pytest.approx(np.mean(np.var(x, axis=1)), rel=0.2)
+    scale, unit = reports._display_scale(reports.reconstruct_recording(emg_codec, counts).prepared)
+    assert unit == "AU" and np.all(scale == 1.0)
+    assert "values in AU (no physical unit" in reports.markdown(in_counts) and "values in V" in reports.markdown(in_volts)
+
+
+def test_dropped_channels_are_named_in_the_report(codec, recording, tmp_path):
+    """A NaN channel and a flat one are left out of the measurements (as tokenize leaves them out):
+    report.json and report.md say which and why."""
+    bad = recording.copy()
+    bad._data[1, 50:60] = np.nan  # Cz..
+    bad._data[3] = 4e-6  # Oz.., flat
+    paths = reports.write_report(codec, bad, tmp_path, max_plot_channels=1, excerpt_seconds=1.0)
+    results = json.loads(paths["json"].read_text())
+    assert results["recording"]["channels"] == ["C3", "C4"] and results["channels"]["names"] == ["C3", "C4"]
+    assert results["recording"]["dropped_channels"] == [
+        {"channel": "Cz..", "canonical": "CZ", "reason": "10 non-finite (NaN/Inf) sample(s)"},
+        {"channel": "Oz..", "canonical": "OZ", "reason": "flat signal (interquartile range 0)"},
+    ]
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert ("- left out: 2 EEG channel(s) that cannot be coded, not measured in this report: "
+            "`Cz..` (10 non-finite (NaN/Inf) sample(s)); `Oz..` (flat signal (interquartile range 0))") in md
+    assert "left out" not in reports.markdown({**results, "recording": {**results["recording"], "dropped_channels": []}})

@@ -15,6 +15,7 @@ from pathlib import Path
 import mne
 import numpy as np
 import pytest
+from mne.io.constants import FIFF
 
 from biocodec_jax import Codec
 from biocodec_jax.tokenizer import Tokens, TokenizeError, fingerprint, prepare_config_for, prepare_recording
@@ -41,8 +42,11 @@ def codec():
     return codec
 
 
-def _round_trip(codec, recording, reference: mne.io.BaseRaw, tmp_path, prep=None, check_gain=True):
+def _round_trip(codec, recording, reference: mne.io.BaseRaw, tmp_path, prep=None, check_gain=True, units="V"):
     """tokenize -> save -> load -> detokenize, checked against ``reference`` (the picked input).
+
+    ``units``: the unit the tokens must carry ("AU" for Myo ADC counts); detokenize must give the
+    channels the reference's unit codes back.
 
     ``check_gain=False`` where the codec runs far above the recording's rate: resampling back then
     drops what an untrained decoder puts above the recording's Nyquist frequency (most of its output
@@ -60,7 +64,7 @@ def _round_trip(codec, recording, reference: mne.io.BaseRaw, tmp_path, prep=None
     assert loaded.token_rate == codec.sample_rate / codec.hop_length and loaded.sample_rate == codec.sample_rate
     assert loaded.original_sample_rate == reference.info["sfreq"] and loaded.original_n_samples == t_in
     assert loaded.n_samples == round(t_in * codec.sample_rate / reference.info["sfreq"])
-    assert loaded.units == ("V",) * c and loaded.ch_types == tuple(reference.get_channel_types())
+    assert loaded.units == (units,) * c and loaded.ch_types == tuple(reference.get_channel_types())
     for key in ("median", "iqr"):
         np.testing.assert_array_equal(loaded.preprocessing[key], tokens.preprocessing[key])
     assert loaded.preprocessing["clip"] == 10.0 and loaded.preprocessing["sample_rate"] == codec.sample_rate
@@ -69,6 +73,7 @@ def _round_trip(codec, recording, reference: mne.io.BaseRaw, tmp_path, prep=None
     # Physical units at the original rate, same channels, types, length and start.
     raw = codec.detokenize(loaded)
     assert raw.ch_names == reference.ch_names and raw.get_channel_types() == reference.get_channel_types()
+    assert [ch["unit"] for ch in raw.info["chs"]] == [ch["unit"] for ch in reference.info["chs"]]
     assert raw.info["sfreq"] == reference.info["sfreq"]
     assert raw.get_data().shape == (c, t_in)
     assert raw.info["meas_date"] == reference.info["meas_date"]
@@ -148,8 +153,12 @@ def test_emg_recording(tmp_path):
     config = dataclasses.replace(tiny, preset="emg", codec=dataclasses.replace(tiny.codec, sample_rate=1000))
     init = prepare_recording(Codec.from_config(config), raw).x[:, :5000].reshape(8, 1, 5000)
     emg = Codec.from_config(config, seed=0, init_batch=init)
-    tokens = _round_trip(emg, raw, raw.copy(), tmp_path, check_gain=False)
+    # The adapter declares ADC counts (FIFF_UNIT_NONE), not volts: the tokens say "AU", their median and
+    # IQR are in counts (the reference's own spread, checked in _round_trip) and detokenize gives counts back.
+    assert {ch["unit"] for ch in raw.info["chs"]} == {FIFF.FIFF_UNIT_NONE}
+    tokens = _round_trip(emg, raw, raw.copy(), tmp_path, check_gain=False, units="AU")
     assert tokens.ch_types == ("emg",) * 8 and tokens.preprocessing["modality"] == "emg"
+    assert np.all(tokens.preprocessing["iqr"] > 1)  # counts (-128..127), not volts
     assert tokens.sample_rate == 1000.0 and tokens.original_sample_rate == 200.0
     with pytest.raises(ValueError, match=r"no EMG channels"):
         emg.tokenize(_array_raw(2, 1000.0, 5000))  # EEG channels only
@@ -422,3 +431,82 @@ def test_cli_reconstruct_skips_a_truncated_tokens_file(tiny, tmp_path, capsys):
     skipped = [line for line in out.err.splitlines() if line.startswith("skipped")]
     assert skipped == [f"skipped {folder / 'a_tokens.npz'}: damaged or truncated tokens file (BadZipFile: File is not a zip file)"]
     assert "2 written" in out.out and "1 skipped" in out.out and "Traceback" not in out.err
+
+
+# --- existing outputs and the output folder (tokenize / reconstruct) -------------------------
+
+
+def test_cli_existing_outputs_are_already_done_force_recomputes_and_no_empty_output_folder(tiny, tmp_path, capsys):
+    """An output already there is left as it is and counted as already done (exit 0: a re-run on a
+    grown corpus does the new recordings only); --force recomputes it; tokens of another quantizer
+    count (or codec) in the way are a failure; two inputs with one output name: the second fails;
+    a run that writes nothing creates no output folder (nor its parents)."""
+    from biocodec_jax.cli import main as cli_main
+
+    codec_dir = tiny.save(tmp_path / "codec")
+    base = ["--codec", str(codec_dir), "--no-progress"]
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    (recordings / "broken.edf").write_text("not an EDF file")
+    out = tmp_path / "new" / "tokens"
+
+    def tokenize(*extra):
+        code = cli_main(["tokenize", *base, "--input", str(recordings), "--output", str(out), *extra])
+        return code, capsys.readouterr()
+
+    code, o = tokenize()  # nothing written: no folder left behind
+    assert code == 1 and "0 written" in o.out and "broken.edf" in o.err
+    assert not (tmp_path / "new").exists()
+
+    (recordings / "broken.edf").unlink()
+    _array_raw(2, 250.0, 500, seed=1).save(recordings / "a_raw.fif", verbose=False)
+    assert tokenize()[0] == 0
+    a = out / "a_raw_tokens.npz"
+    before = a.stat()
+
+    _array_raw(2, 250.0, 500, seed=2).save(recordings / "b_raw.fif", verbose=False)  # the corpus grew
+    code, o = tokenize()
+    assert code == 0 and "1 written" in o.out and "1 already done" in o.out and "0 skipped" in o.out
+    assert f"already done {recordings / 'a_raw.fif'}: {a} exists (use --force to overwrite)" in o.err
+    assert (a.stat().st_ino, a.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # not rewritten
+    assert sorted(p.name for p in out.iterdir()) == ["a_raw_tokens.npz", "b_raw_tokens.npz"]
+
+    code, o = tokenize("--force")
+    assert code == 0 and "2 written" in o.out and "already done" not in o.out and a.stat().st_ino != before.st_ino
+
+    code, o = tokenize("--n-q", "1")  # other tokens in the way: not "done", a failure naming what differs
+    assert code == 1 and "2 skipped" in o.out
+    assert f"skipped {recordings / 'a_raw.fif'}: {a} exists and holds {tiny.n_q} quantizers, not the 1 asked for " \
+           "(use --force to overwrite)" in o.err
+    from biocodec_jax.tokenizer import _existing_tokens_problem
+
+    assert _existing_tokens_problem(a, "0" * 16, tiny.n_q) == f"holds tokens of codec {fingerprint(tiny)}, not of this codec {'0' * 16}"
+    assert _existing_tokens_problem(a, fingerprint(tiny), tiny.n_q) is None
+
+    (recordings / "sub").mkdir()
+    _array_raw(2, 250.0, 500, seed=3).save(recordings / "sub" / "a_raw.fif", verbose=False)  # same output name
+    code, o = tokenize()
+    assert code == 1 and "2 already done" in o.out and "1 skipped" in o.out
+    assert f"skipped {recordings / 'sub' / 'a_raw.fif'}: its output a_raw_tokens.npz is also that of {recordings / 'a_raw.fif'}" in o.err
+    (recordings / "sub" / "a_raw.fif").unlink()
+
+    recon = tmp_path / "recon"
+
+    def reconstruct(source=out, output=recon, *extra):
+        code = cli_main(["reconstruct", *base, "--input", str(source), "--output", str(output), *extra])
+        return code, capsys.readouterr()
+
+    assert reconstruct()[0] == 0
+    first = (recon / "a_raw_recon_raw.fif").stat().st_ino
+    code, o = reconstruct()
+    assert code == 0 and "0 written" in o.out and "2 already done" in o.out and (recon / "a_raw_recon_raw.fif").stat().st_ino == first
+    code, o = reconstruct(out, recon, "--force")
+    assert code == 0 and "2 written" in o.out and (recon / "a_raw_recon_raw.fif").stat().st_ino != first
+    bad = tmp_path / "bad_tokens"
+    bad.mkdir()
+    (bad / "x_tokens.npz").write_bytes(a.read_bytes()[:100])
+    code, o = reconstruct(bad, tmp_path / "recon_none")
+    assert code == 1 and "damaged or truncated" in o.err and not (tmp_path / "recon_none").exists()
+    (tmp_path / "a_file").write_text("")
+    code, o = reconstruct(out, tmp_path / "a_file")
+    assert code == 2 and "a_file: exists and is not a directory" in o.err

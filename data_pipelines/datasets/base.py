@@ -11,8 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mne
+
+if TYPE_CHECKING:
+    from data_pipelines.readers import Truncation
 
 
 @dataclass(frozen=True, order=True)
@@ -56,10 +60,29 @@ class Dataset:
         raise NotImplementedError
 
     def read(self, root: Path, ref: RecordingRef) -> mne.io.BaseRaw:
-        """The recording as a preloaded Raw; raises :class:`~data_pipelines.errors.RecordingError`."""
+        """The recording as a preloaded Raw; raises :class:`~data_pipelines.errors.RecordingError`
+        (:class:`~data_pipelines.readers.TruncatedRecordingError` for a truncated EDF/BDF)."""
         from data_pipelines.readers import read_raw
 
         return read_raw(root / ref.path)
+
+    def read_recording(
+        self, root: Path, ref: RecordingRef, *, salvage_truncated: bool = False
+    ) -> tuple[mne.io.BaseRaw, Truncation | None]:
+        """What ``prepare`` reads with: ``(raw, truncation)``.
+
+        Strict by default (:meth:`read`; ``truncation`` None). ``salvage_truncated=True``
+        (``PrepareConfig.salvage_truncated``, ``prepare --salvage``): a truncated EDF/BDF read by
+        the file reader keeps its readable whole data records and ``truncation``
+        (:class:`~data_pipelines.readers.Truncation`) says how many seconds of how many declared.
+        An adapter with its own reader (it overrides :meth:`read`: text, CSV, archives) reads as
+        :meth:`read` does; there is no EDF record structure to salvage there.
+        """
+        if not salvage_truncated or type(self).read is not Dataset.read:
+            return self.read(root, ref), None
+        from data_pipelines.readers import read_raw_salvaged
+
+        return read_raw_salvaged(root / ref.path)
 
 
 def relative_id(path: Path, root: Path, suffix: str) -> str:
