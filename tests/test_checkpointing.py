@@ -224,3 +224,15 @@ def test_unreadable_step_is_set_aside_and_written_again(tmp_path, abstract, capl
     with Checkpointer(tmp_path / "checkpoints") as ckpt:
         assert ckpt.all_steps() == [1, 2]
         assert_states_equal(ckpt.restore(abstract), again)
+
+
+def test_saves_without_validation_metrics_do_not_flood_the_log(tmp_path, abstract, caplog):
+    """Orbax's "Requested `tracked_metric`; did not provide metrics." on every save without
+    validation metrics is dropped; a save with metrics, and other warnings, still log."""
+    with caplog.at_level(logging.WARNING), Checkpointer(tmp_path / "checkpoints", async_save=False) as ckpt:
+        for s in (1, 2, 3):
+            ckpt.save(random_state(abstract, step=s, seed=s))
+        logging.getLogger("absl").warning("another absl warning")
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "tracked_metric" in m or "did not provide metrics" in m], messages
+    assert "another absl warning" in messages

@@ -258,3 +258,16 @@ def jax_leaves(tree):
     import jax
 
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_shards_of_another_window_length_say_the_fix(shards, tmp_path):
+    """The README's `pretrain --preset eeg` on 1-s shards: refused before anything starts, and the
+    error says how to train on them or prepare for the config."""
+    from biocodec_jax.training.loop import pretrain
+
+    config = apply_overrides(preset("eeg"), [f"train.data={shards}", "train.steps=1"])
+    with pytest.raises(ValueError) as err:
+        pretrain(config, tmp_path / "run", progress=False)
+    msg = str(err.value)
+    assert "250-sample windows at 250 Hz" in msg and "wants 1250" in msg
+    assert "--set train.window_seconds=1" in msg and "window_seconds=5" in msg

@@ -210,6 +210,18 @@ def checkpoints_dir(directory: str | Path) -> Path:
     return sub if sub.is_dir() else directory
 
 
+class _DropUntrackedMetricWarning(logging.Filter):
+    """Orbax warns "Requested `tracked_metric`; did not provide metrics." on every save without
+    validation metrics (most saves: only eval steps have them); the best-checkpoint policy handles
+    those saves as intended, so the line is noise that floods training logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "did not provide metrics" not in record.getMessage()
+
+
+_UNTRACKED_METRIC_FILTER = _DropUntrackedMetricWarning()
+
+
 class Checkpointer:
     """Saves and restores a run's :class:`TrainState`, data-iterator position and config.
 
@@ -260,6 +272,7 @@ class Checkpointer:
         # No handler registry: Orbax picks each item's handler from its argument class (Grain's
         # CheckpointSave/CheckpointRestore register themselves with Orbax on import).
         _grain_args()
+        logging.getLogger("absl").addFilter(_UNTRACKED_METRIC_FILTER)  # Orbax logs through absl (no-op if added)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
         self.read_only = read_only
         self._unreadable: list[int] = []  # steps the last fallback skipped, to be set aside before saving

@@ -176,9 +176,15 @@ def pretrain(
     manifest = read_manifest(tcfg.data)
     window = tcfg.window_samples(config.codec.sample_rate)
     if manifest["window_samples"] != window or float(manifest["sample_rate"]) != float(config.codec.sample_rate):
+        if float(manifest["sample_rate"]) == float(config.codec.sample_rate):
+            fix = f"train on them with --set train.window_seconds={manifest['window_samples'] / manifest['sample_rate']:g}, or "
+        else:
+            fix = ""
         raise ValueError(
-            f"{tcfg.data}: shards hold {manifest['window_samples']}-sample windows at {manifest['sample_rate']} Hz; "
-            f"the config wants {window} at {config.codec.sample_rate} Hz"
+            f"{tcfg.data}: shards hold {manifest['window_samples']}-sample windows at {manifest['sample_rate']:g} Hz; "
+            f"the config ({config.preset} preset) wants {window} at {config.codec.sample_rate} Hz: {fix}prepare the "
+            f"recordings for it (biocodec-jax prepare with a {config.codec.sample_rate} Hz sample_rate and "
+            f"window_seconds={tcfg.window_seconds:g}, e.g. --set window_seconds={tcfg.window_seconds:g})"
         )
     if lead:
         # Stored with the run so that a codec loaded from it tokenizes recordings as its data was prepared.
