@@ -202,3 +202,21 @@ def test_runner_refuses_a_split_whose_test_subjects_lack_a_class(tiny_codec):
     with pytest.raises(DatasetError, match="class\\(es\\) c1 absent from the test subjects"):
         run_evaluation(data.subset(keep), [fixed_split(["S00"], ["S01"], ["S02"])], tiny_codec,
                        EvalConfig(methods=("linear_probe",), seeds=1), progress=False)
+
+
+def test_results_of_a_partial_dataset_say_so_and_name_the_files():
+    """Files a task's loader skipped (experiments.tasks.common.SkippedFiles) head results.md."""
+    from biocodec_jax.evaluation.report import _header
+    from data_pipelines.errors import RecordingError
+    from experiments.tasks.common import SkippedFiles
+
+    skipped = SkippedFiles("eegmmi")
+    skipped("S003/S003R04.edf", RecordingError("S003/S003R04.edf", "truncated or damaged"))
+    prep = skipped.record({"band_pass_hz": [0.5, 40]})
+    assert prep["skipped_files"] == [{"path": "S003/S003R04.edf", "reason": "truncated or damaged"}]
+    results = {"task": "eegmmi", "data": {"summary": "2 subjects", "scoring_units": 2, "preprocessing": prep},
+               "config": {"protocol": "full", "seeds": 1}, "splits": [{}]}
+    header = _header(results)
+    assert "**partial dataset**: 1 file(s)" in header and "`S003/S003R04.edf` (truncated or damaged)" in header
+    assert "partial" not in _header({**results, "data": {**results["data"], "preprocessing": {}}})
+    assert SkippedFiles("x").record({}) == {}  # nothing skipped: nothing added (cache keys unchanged)

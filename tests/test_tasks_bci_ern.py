@@ -144,6 +144,9 @@ def test_bciiv2a_recording_without_all_eeg_channels_is_named(tmp_path):
     channels = [c for c in bci_gen.CHANNELS if c not in ("EEG-C3", "EEG-Pz")]
     _one_session(tmp_path, channels=channels)
     with pytest.raises(RecordingError, match=r"A01T\.gdf: missing EEG channel\(s\) EEG-C3, EEG-Pz"):
+        bciiv2a.session_trials(tmp_path / "A01T.gdf", 250.0)
+    # The only session is skipped, so the dataset has nothing: a dataset-level error that says why.
+    with pytest.raises(DatasetError, match=r"none of the 1 BCI IV 2a sessions found could be used \(1 unusable file\(s\) skipped\)"):
         bciiv2a.load(tmp_path, 250.0)
 
 
@@ -268,8 +271,27 @@ def test_kaggle_ern_session_without_a_channel_is_named(tmp_path):
     _tiny_ern(tmp_path)
     columns = [c for c in ern_gen.COLUMNS if c not in ("Cz", "EOG")]
     ern_gen.write_session(tmp_path / "train" / "Data_S02_Sess01.csv", [1, 0, 1], columns=columns)
-    with pytest.raises(RecordingError, match=r"Data_S02_Sess01\.csv: missing column\(s\) Cz, EOG"):
-        kaggle_ern.load(tmp_path, 250.0, "no_ica")
+    data = kaggle_ern.load(tmp_path, 250.0, "no_ica")  # skipped, named; the other sessions are read
+    [skipped] = data.preprocessing["skipped_files"]
+    assert skipped["path"].endswith("Data_S02_Sess01.csv") and "missing column(s) Cz, EOG" in skipped["reason"]
+    assert "S02_Sess01" not in set(data.recordings)
+
+
+def test_kaggle_ern_damaged_session_is_skipped_by_name_and_the_rest_is_read(tmp_path):
+    _tiny_ern(tmp_path / "good")
+    good = kaggle_ern.load(tmp_path / "good", 250.0, "no_ica")
+    root = shutil.copytree(tmp_path / "good", tmp_path / "damaged")
+    whole = (root / "train" / "Data_S02_Sess01.csv").read_bytes()
+    bad = root / "train" / "Data_S09_Sess01.csv"  # a session named as the layout expects, cut mid-row
+    bad.write_bytes(whole[: len(whole) // 3] + b"\x00garbage,\xff\n")
+    data = kaggle_ern.load(root, 250.0, "no_ica")
+    [skipped] = data.preprocessing["skipped_files"]
+    assert skipped["path"] == str(bad) and skipped["reason"]
+    assert "skipped_files" not in good.preprocessing
+    np.testing.assert_array_equal(data.x, good.x)
+    np.testing.assert_array_equal(data.y, good.y)
+    np.testing.assert_array_equal(data.recordings, good.recordings)
+    np.testing.assert_array_equal(data.partitions, good.partitions)
 
 
 def test_kaggle_ern_empty_folder_says_what_layout_it_expects(tmp_path):

@@ -144,12 +144,29 @@ def test_eegmmi_missing_labels_and_channels_name_the_file(tmp_path, monkeypatch)
     read = eegmmi.read_raw
 
     monkeypatch.setattr(eegmmi, "read_raw", lambda p: read(p).set_annotations(None))
-    with pytest.raises(RecordingError, match=r"S001R04\.edf: no T1/T2"):
+    with pytest.raises(DatasetError, match=r"1 unusable file.*S001R04\.edf: no T1/T2"):  # the only run: skipped
         eegmmi.load(root, 250)
 
     monkeypatch.setattr(eegmmi, "read_raw", lambda p: read(p).drop_channels(["Iz.."]))
-    with pytest.raises(RecordingError, match=r"S001R04\.edf: has 63 EEG channels .* all 64 .*missing IZ"):
+    with pytest.raises(DatasetError, match=r"S001R04\.edf: has 63 EEG channels .* all 64 .*missing IZ"):
         eegmmi.load(root, 250)
+
+
+def test_eegmmi_damaged_recording_is_skipped_by_name_and_the_rest_is_read(tmp_path, motor_imagery):
+    # S001-S003 as bundled, and S005R04.edf a truncated copy of S004R04.edf, named as the layout expects.
+    root = link_subjects(BUNDLED_EEGMMI, tmp_path / "eegmmidb", ["S001", "S002", "S003"])
+    (root / "S005").mkdir()
+    whole = (BUNDLED_EEGMMI / "S004" / "S004R04.edf").read_bytes()
+    (root / "S005" / "S005R04.edf").write_bytes(whole[: len(whole) // 2])
+    data = eegmmi.load(root, 250)
+    [skipped] = data.preprocessing["skipped_files"]
+    assert skipped["path"] == str(root / "S005" / "S005R04.edf") and skipped["reason"]
+    good, _ = motor_imagery
+    keep = good.subjects != "S004"
+    np.testing.assert_array_equal(data.x, good.x[keep])
+    np.testing.assert_array_equal(data.y, good.y[keep])
+    np.testing.assert_array_equal(data.recordings, good.recordings[keep])
+    assert "skipped_files" not in good.preprocessing
 
 
 @needs_shared
@@ -240,8 +257,8 @@ def test_bonn_missing_sets_name_their_zip_files(tmp_path):
         bonn.load(root, 250)
     with zipfile.ZipFile(root / "S.zip", "w") as z:
         z.writestr("S001.txt", b"12\nnot a number\n")
-    with pytest.raises(RecordingError, match=r"S\.zip::S001\.txt: cannot be read"):
-        bonn.load(root, 250)
+    with pytest.raises(DatasetError, match=r"class\(es\) seizure .*S\.zip::S001\.txt: cannot be read"):
+        bonn.load(root, 250)  # the one set E segment is skipped: no seizure class left
 
 
 @needs_shared
@@ -315,8 +332,8 @@ def test_myo_bundled_rest_only_recordings_and_bad_files(tmp_path):
     root = write_myo(tmp_path / "myo", participants=("111",))
     table = np.loadtxt(root / "111-1" / "3.txt", delimiter=",")
     np.savetxt(root / "111-1" / "3.txt", table[:, :8], fmt="%d", delimiter=",")
-    with pytest.raises(RecordingError, match=r"111-1/3\.txt: .*no label column"):
-        emg_gestures.load(root, 1000, "myo")
+    with pytest.raises(DatasetError, match=r"class\(es\) .*111-1/3\.txt: .*no label column"):
+        emg_gestures.load(root, 1000, "myo")  # skipped, so its gesture has no window
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match=r"no recordings .*<participant>-<session>/<gesture>\.txt"):
         emg_gestures.load(tmp_path / "empty", 1000, "myo")
@@ -416,17 +433,20 @@ def test_ninapro_bad_files_name_the_file(tmp_path):
     path = root / "s1" / "S1_E2_A1.mat"
     mat = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
     scipy.io.savemat(path, {k: v for k, v in mat.items() if k != "restimulus"})
-    with pytest.raises(RecordingError, match=r"S1_E2_A1\.mat: no 'restimulus' variable"):
-        emg_gestures.load(root, 1000, "ninapro")
+    data = emg_gestures.load(root, 1000, "ninapro")  # skipped; exercise 1 is still read
+    assert [(Path(f["path"]).name, f["reason"][:20]) for f in data.preprocessing["skipped_files"]] == [
+        ("S1_E2_A1.mat", "no 'restimulus' vari")]
+    assert data.preprocessing["exercises"] == [1]
     write_ninapro(path, 1, 2, 17, 200.0, 16)
     e1 = root / "s1" / "S1_E1_A1.mat"
     mat = {k: v for k, v in scipy.io.loadmat(e1).items() if not k.startswith("__")}
     scipy.io.savemat(e1, {**mat, "emg": mat["emg"][:, :10]})
-    with pytest.raises(RecordingError, match=r"S1_E1_A1\.mat: 'emg' has 10 channels and no DB<n> folder"):
-        emg_gestures.load(root, 1000, "ninapro")
+    data = emg_gestures.load(root, 1000, "ninapro")
+    assert "'emg' has 10 channels and no DB<n> folder" in data.preprocessing["skipped_files"][0]["reason"]
+    assert data.preprocessing["skipped_files"][0]["path"].endswith("S1_E1_A1.mat")
     db2 = tmp_path / "DB2_s1"
     write_ninapro(db2 / "S1_E1_A1.mat", 1, 1, 17, 2000.0, 10, reps=1, move_s=0.2, rest_s=0.1)
-    with pytest.raises(RecordingError, match=r"S1_E1_A1\.mat: 'emg' has 10 channels; DB2 has 12"):
+    with pytest.raises(DatasetError, match=r"S1_E1_A1\.mat: 'emg' has 10 channels; DB2 has 12"):  # all skipped
         emg_gestures.load(db2, 1000, "ninapro")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match=r"no Ninapro \.mat files .*DB2_s1/S1_E1_A1\.mat"):

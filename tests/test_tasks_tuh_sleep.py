@@ -8,6 +8,7 @@ order, montage and label alignment from the processed windows themselves. No mod
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,10 +171,13 @@ def test_tuab_reads_linked_ear_montage_and_deeper_folders(tmp_path):
 
 def test_tuab_recording_without_an_electrode_is_an_error_naming_file_and_channel(tmp_path):
     recordings = (("train", "normal", "aaaaaaaa", 1, 250.0, 40), ("train", "abnormal", "aaaaaaac", 1, 250.0, 40))
-    make_tuab(tmp_path, recordings, drop={"aaaaaaac": ("EEG CZ-REF",)})
+    written = make_tuab(tmp_path, recordings, drop={"aaaaaaac": ("EEG CZ-REF",)})
     with pytest.raises(ChannelError, match=r"aaaaaaac_s001_t000\.edf: channel 'CZ': missing") as err:
-        tuab.load(tmp_path, RATE)
+        tuab.read_recording(written[1].path)
     assert err.value.channel == "CZ"
+    # load skips that file; its class then has no recording left, which is a dataset-level error.
+    with pytest.raises(DatasetError, match=r"no recording of class abnormal .*\(1 unusable file\(s\) skipped\)"):
+        tuab.load(tmp_path, RATE)
 
 
 def test_tuab_short_or_flat_recordings_are_skipped_with_a_warning(tmp_path, caplog):
@@ -279,9 +283,12 @@ def test_tuev_missing_rec_file_is_an_error_naming_it(tmp_path, monkeypatch):
 
 
 def test_tuev_recording_without_an_electrode_is_an_error_naming_file_and_channel(tmp_path):
-    make_tuev(tmp_path, drop={"aaaaaaar_00000001": ("EEG T3-REF",)})
+    written = make_tuev(tmp_path, drop={"aaaaaaar_00000001": ("EEG T3-REF",)})
     with pytest.raises(ChannelError, match=r"aaaaaaar_00000001\.edf: channel 'T3': missing"):
-        tuev.load(tmp_path, RATE)
+        tuev.bipolar_montage(written[0].path)
+    data = tuev.load(tmp_path, RATE)  # load skips that recording and names it
+    assert [f["path"] for f in data.preprocessing["skipped_files"]] == [str(written[0].path)]
+    assert "train/aaaaaaar/aaaaaaar_00000001" not in set(data.recordings)
 
 
 def test_tuev_flat_bipolar_channel_is_zero_with_a_warning(tmp_path, caplog):
@@ -306,7 +313,12 @@ def test_tuev_bad_rec_rows_are_errors_naming_file_and_line(tmp_path, row, proble
     written = make_tuev(tmp_path)
     written[0].rec.write_text(rec_text(written[0].events[:1]) + row + "\n")
     with pytest.raises(RecordingError, match=r"aaaaaaar_00000001\.rec: " + problem):
-        tuev.load(tmp_path, RATE)
+        tuev.read_rec(written[0].rec, written[0].duration_s)
+    data = tuev.load(tmp_path, RATE)  # load skips the recording with its .rec, naming the .rec
+    assert len(data.preprocessing["skipped_files"]) == 1
+    skipped = data.preprocessing["skipped_files"][0]
+    assert skipped["path"] == str(written[0].rec) and re.match(problem, skipped["reason"])
+    assert "train/aaaaaaar/aaaaaaar_00000001" not in set(data.recordings)
 
 
 def test_tuev_empty_directory_is_an_error_that_shows_the_layout(tmp_path):
@@ -405,8 +417,10 @@ def test_sleep_edf_orphan_hypnogram_is_skipped_with_a_warning(tmp_path, caplog):
 
 
 def test_sleep_edf_psg_without_a_channel_is_an_error_naming_file_and_channel(tmp_path):
-    make_sleep_edf(tmp_path, (("SC", 0, 1, SHORT_NIGHT),), drop={"SC4001E0-PSG.edf": ("EEG Pz-Oz",)})
+    written = make_sleep_edf(tmp_path, (("SC", 0, 1, SHORT_NIGHT),), drop={"SC4001E0-PSG.edf": ("EEG Pz-Oz",)})
     with pytest.raises(ChannelError, match=r"SC4001E0-PSG\.edf: channel 'EEG Pz-Oz': missing"):
+        sleep_edf.night_windows(written[0].psg, written[0].hypnogram, RATE)
+    with pytest.raises(DatasetError, match=r"none of the 1 nights .* could be used \(1 unusable file\(s\) skipped\)"):
         sleep_edf.load(tmp_path, RATE, "cassette")
 
 
@@ -415,6 +429,8 @@ def test_sleep_edf_unknown_stage_is_an_error_naming_the_hypnogram(tmp_path):
     write_edf(written[0].hypnogram, [], record_duration=0.0,
               annotations=[EdfAnnotation(0, 300, "Sleep stage W"), EdfAnnotation(300, 90, "Sleep stage N2")])
     with pytest.raises(RecordingError, match=r"ST7011JC-Hypnogram\.edf: unknown sleep stage annotation 'Sleep stage N2' at 300 s"):
+        sleep_edf.night_windows(written[0].psg, written[0].hypnogram, RATE)
+    with pytest.raises(DatasetError, match=r"none of the 1 nights .* could be used \(1 unusable file\(s\) skipped\)"):
         sleep_edf.load(tmp_path, RATE, "telemetry")
 
 
@@ -429,3 +445,70 @@ def test_sleep_edf_bad_layouts_are_errors_that_show_the_layout(tmp_path):
     (tmp_path / "sleep-telemetry").mkdir()
     with pytest.raises(DatasetError, match=r"no PSG files in .*sleep-telemetry"):
         sleep_edf.load(tmp_path, RATE, "telemetry")
+
+
+# ---------------------------------------------------------------------------------------------
+# A damaged file is skipped by name; the rest of the dataset is loaded (issue 17)
+
+
+def _damage(path: Path) -> None:
+    """Cut a file to its header and a few bytes of its first record: a truncated download."""
+    data = path.read_bytes()
+    path.write_bytes(data[:int(data[184:192].decode().strip()) + 100])
+
+
+def test_tuab_damaged_recording_is_skipped_by_name_and_the_rest_loads(tmp_path):
+    written = make_tuab(tmp_path)
+    _damage(written[1].path)
+    data = tuab.load(tmp_path, RATE)
+    assert [f["path"] for f in data.preprocessing["skipped_files"]] == [str(written[1].path)]
+    assert data.preprocessing["skipped_files"][0]["reason"]
+    for rec in written:
+        name = str(rec.path.relative_to(tmp_path / "edf").with_suffix(""))
+        expected = 0 if rec is written[1] else 2 * (rec.duration_s // 10)
+        assert np.count_nonzero(data.recordings == name) == expected, name
+
+
+def test_sleep_edf_damaged_psg_or_hypnogram_skips_its_night_by_name_and_the_rest_loads(tmp_path):
+    written = make_sleep_edf(tmp_path)
+    _damage(written[2].psg)  # SC4011E0-PSG.edf
+    written[3].hypnogram.write_bytes(b"not an EDF file")  # SC4021's hypnogram: garbage
+    data = sleep_edf.load(tmp_path, RATE)
+    skipped = data.preprocessing["skipped_files"]
+    assert [f["path"] for f in skipped] == [str(written[2].psg), str(written[3].hypnogram)]
+    assert all(f["reason"] for f in skipped)
+    for rec in written:
+        index = np.flatnonzero(data.recordings == rec.psg.name.removesuffix("-PSG.edf"))
+        if rec in (written[2], written[3]):
+            assert len(index) == 0
+        else:
+            counts = LONG_COUNTS if rec.stages == LONG_NIGHT else SHORT_COUNTS
+            assert np.bincount(data.y[index], minlength=5).tolist() == [6 * c for c in counts], rec.psg.name
+
+
+def test_tuev_damaged_recording_is_skipped_by_name_and_every_file_damaged_is_an_error(tmp_path):
+    written = make_tuev(tmp_path)
+    _damage(written[2].path)
+    data = tuev.load(tmp_path, RATE)
+    assert [f["path"] for f in data.preprocessing["skipped_files"]] == [str(written[2].path)]
+    assert len(data.y) == sum(len(r.events) for r in written) - len(written[2].events)
+    for rec in written:
+        _damage(rec.path)
+    with pytest.raises(DatasetError, match=r"none of the 8 recordings .* could be used \(8 unusable file\(s\) skipped\)"):
+        tuev.load(tmp_path, RATE)
+
+
+def test_bciiv2a_damaged_gdf_or_label_file_skips_its_session_by_name_and_the_rest_loads(tmp_path):
+    from experiments.tasks import bciiv2a
+    from tests.synthetic_data import bciiv2a as bci_gen
+
+    truth = bci_gen.make_dataset(tmp_path, subjects=(1, 6, 8), trials=6)
+    gdf = tmp_path / "A06E.gdf"
+    gdf.write_bytes(gdf.read_bytes()[:300])  # truncated inside its header
+    (tmp_path / "A08T.mat").write_bytes(b"not a MATLAB file")
+    data = bciiv2a.load(tmp_path, 250.0)
+    skipped = data.preprocessing["skipped_files"]
+    assert [f["path"] for f in skipped] == [str(gdf), str(tmp_path / "A08T.mat")] and all(f["reason"] for f in skipped)
+    assert sorted(set(data.recordings)) == sorted(set(truth) - {"A06E", "A08T"})
+    for name in set(truth) - {"A06E", "A08T"}:
+        assert np.count_nonzero(data.recordings == name) == 6, name

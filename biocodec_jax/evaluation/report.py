@@ -52,6 +52,10 @@ def _header(results: dict[str, Any]) -> str:
              f"- protocol: {cfg['protocol']}, {n_runs} subject-wise split(s) x {cfg['seeds']} seed(s); "
              + ("mean ± sd over seeds of the mean over splits" if cfg["seeds"] > 1 else "mean over splits (one seed: no sd)"),
              f"- codec: {results.get('codec', '-')} (id {results.get('codec_id')})"]
+    skipped_files = (data.get("preprocessing") or {}).get("skipped_files") or []
+    if skipped_files:  # the results are on what could be read: say so first, name every file
+        lines.insert(2, f"- **partial dataset**: {len(skipped_files)} file(s) could not be used and are not in these results: "
+                     + "; ".join(f"`{f['path']}` ({f['reason']})" for f in skipped_files))
     for method, reason in results.get("skipped_methods", {}).items():
         lines.append(f"- {METHOD_LABELS.get(method, method)} skipped: {reason}")
     return "\n".join(lines) + "\n\n"

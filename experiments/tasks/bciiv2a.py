@@ -34,6 +34,11 @@ checking them against the cues (the original reads the cues); the two are the sa
 BioSig reads as NaN (the gaps between runs, and single samples here and there) are stored as the
 lowest value of the stored range, which MNE reads as -100 uV (mne-python issues #4327, #9895);
 like the original, the windows use them as read.
+
+A session whose ``.gdf`` cannot be used (unreadable, missing EEG channels, no cues, a window past
+its ends) or whose ``.mat`` cannot be read is skipped, logged naming the bad file and listed in
+``preprocessing["skipped_files"]`` (results.md then reports a partial dataset). A missing label
+file, or one that does not match its recording, stays an error.
 """
 
 from __future__ import annotations
@@ -98,10 +103,12 @@ def read_classlabels(path: Path) -> np.ndarray:
     """``classlabel`` of a label file as int64 1..4 (one per trial)."""
     from scipy.io import loadmat
 
+    from data_pipelines.errors import RecordingError
+
     try:
         content = loadmat(str(path))
     except Exception as e:  # scipy raises ValueError, MatReadError, OSError, ... for bad files
-        raise _dataset_error(f"{path}: cannot be read as a MATLAB file ({type(e).__name__}: {e})") from e
+        raise RecordingError(path, f"cannot be read as a MATLAB file ({type(e).__name__}: {e})") from e
     if "classlabel" not in content:
         names = sorted(k for k in content if not k.startswith("__"))
         raise _dataset_error(f"{path}: no variable 'classlabel' (found {names})")
@@ -128,8 +135,8 @@ def session_trials(path: Path, sample_rate: float) -> tuple[np.ndarray, np.ndarr
     """Windows ``[trials, 22, T]``, labels (0..3) and rejected flags of one session file.
 
     Raises RecordingError (naming the file) for a file MNE cannot read, missing EEG channels, no
-    cues or a window past the recording's ends, and DatasetError for label files that are missing,
-    of the wrong length, or (in T files) disagree with the cues.
+    cues, a window past the recording's ends or a label file scipy cannot read, and DatasetError
+    for label files that are missing, of the wrong length, or (in T files) disagree with the cues.
     """
     from data_pipelines.errors import RecordingError
     from data_pipelines.preprocess import filter_and_resample
@@ -202,6 +209,8 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     """Every cue window of every session under ``data_dir``, z-scored from its baseline, labelled."""
     from biocodec_jax.evaluation.dataset import LabelledWindows
     from data_pipelines.channels import normalize_channel_name
+    from data_pipelines.errors import RecordingError
+    from experiments.tasks.common import SkippedFiles
 
     variant = _check_variant(variant)
     xs, ys, subjects, recordings, partitions = [], [], [], [], []
@@ -209,9 +218,14 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     sessions = find_sessions(data_dir)
     for path in sessions:
         label_file(path)  # a missing label file fails now, not after reading the sessions before it
+    skipped = SkippedFiles(NAME)
     for path in sessions:
         subject_number, session = _SESSION_FILE.match(path.name).groups()
-        windows, labels, rejected = session_trials(path, sample_rate)
+        try:  # the .gdf and its .mat go together: either one unreadable skips the session (the error names which)
+            windows, labels, rejected = session_trials(path, sample_rate)
+        except RecordingError as err:
+            skipped(err.path, err)
+            continue
         keep = ~rejected if variant == "clean" else np.ones(len(labels), dtype=bool)
         n_rejected += int(rejected.sum())
         xs.append(windows[keep])
@@ -220,21 +234,24 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
         subjects += [f"A{subject_number}"] * n
         recordings += [f"A{subject_number}{session.upper()}"] * n
         partitions += ["train" if session.upper() == "T" else "eval"] * n
+    note = f" ({len(skipped.files)} unusable file(s) skipped)" if skipped.files else ""
+    if not ys:
+        raise _dataset_error(f"{data_dir}: none of the {len(sessions)} BCI IV 2a sessions found could be used{note}")
     y = np.concatenate(ys)
     absent = [c for i, c in enumerate(CLASS_NAMES) if not np.any(y == i)]
     if absent:
-        raise _dataset_error(f"{data_dir}: no trial of class(es) {', '.join(absent)} in the sessions found")
+        raise _dataset_error(f"{data_dir}: no trial of class(es) {', '.join(absent)} in the sessions found{note}")
     return LabelledWindows.build(
         NAME, np.concatenate(xs), y, subjects, recordings, CLASS_NAMES,
         [normalize_channel_name(e) for e in ELECTRODES], sample_rate,
-        preprocessing={
+        preprocessing=skipped.record({
             "variant": variant, "channels": "22 EEG (EOG dropped)", "file_rate": FILE_RATE,
             "resampled": sample_rate != FILE_RATE, "window": f"cue -{PRE_CUE_S:g} s .. +{POST_CUE_S:g} s",
             "normalisation": f"z-score per channel from the {PRE_CUE_S:g}-s pre-cue baseline "
                              f"(ddof 1, eps {BASELINE_EPS:g}, volts)",
             "filter": None, "sessions": "T and E", "labels": ".mat classlabel (T checked against cues)",
             "rejected_trials": "dropped" if variant == "clean" else "kept", "rejected_trials_seen": n_rejected,
-        },
+        }),
         partitions=partitions,
     )
 

@@ -115,36 +115,45 @@ def find_segments(root: Path, letters: str):
     return kept
 
 
-def read_segments(root: Path, refs) -> tuple[list[np.ndarray], list[str]]:
-    """Each segment's samples (at 173.61 Hz) and its source (``zip::member``) for error messages.
+def read_segments(root: Path, refs, skipped=None) -> tuple[list[np.ndarray], list[str], list]:
+    """Each segment's samples (at 173.61 Hz), its source (``zip::member``) for error messages, and its ref.
 
     Parses as :class:`data_pipelines.datasets.bonn.BonnDataset` does (its ``parse_segment``), but
-    opens each archive once rather than once per member.
+    opens each archive once rather than once per member. ``skipped`` (a :class:`SkippedFiles`): a
+    segment that cannot be read is reported to it and left out, rather than raising.
     """
     import zipfile
 
     from data_pipelines.datasets.bonn import parse_segment
     from data_pipelines.errors import RecordingError
 
-    segments, sources, archives = [], [], {}
+    segments, sources, kept, archives = [], [], [], {}
     try:
         for ref in refs:
             source = f"{root / ref.path}::{ref.member}" if ref.member else str(root / ref.path)
             try:
-                if ref.member:
-                    if ref.path not in archives:
-                        archives[ref.path] = zipfile.ZipFile(root / ref.path)
-                    text = archives[ref.path].read(ref.member)
-                else:
-                    text = (root / ref.path).read_bytes()
-            except (OSError, KeyError, zipfile.BadZipFile) as e:
-                raise RecordingError(source, f"cannot be read as a Bonn segment ({type(e).__name__}: {e})") from e
-            segments.append(parse_segment(text, source))
+                try:
+                    if ref.member:
+                        if ref.path not in archives:
+                            archives[ref.path] = zipfile.ZipFile(root / ref.path)
+                        text = archives[ref.path].read(ref.member)
+                    else:
+                        text = (root / ref.path).read_bytes()
+                except (OSError, KeyError, zipfile.BadZipFile) as e:
+                    raise RecordingError(source, f"cannot be read as a Bonn segment ({type(e).__name__}: {e})") from e
+                segment = parse_segment(text, source)
+            except RecordingError as err:
+                if skipped is None:
+                    raise
+                skipped(source, err)
+                continue
+            segments.append(segment)
             sources.append(source)
+            kept.append(ref)
     finally:
         for archive in archives.values():
             archive.close()
-    return segments, sources
+    return segments, sources, kept
 
 
 def resample_segments(segments: list[np.ndarray], sources: list[str], sample_rate: float) -> list[np.ndarray]:
@@ -169,7 +178,9 @@ def resample_segments(segments: list[np.ndarray], sources: list[str], sample_rat
 def load(data_dir, sample_rate: float, variant: str | None = None):
     """The variant's labelled 5-s windows of the Bonn segments under ``data_dir`` (see the module doc)."""
     from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+    from data_pipelines.errors import RecordingError
     from data_pipelines.preprocess import make_windows
+    from experiments.tasks.common import SkippedFiles
 
     variant = _variant(variant)
     root = Path(data_dir)
@@ -178,14 +189,26 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     classes = CLASSES[variant]
     label_of = {letter: i for i, (_, letters) in enumerate(classes) for letter in letters}
     refs = find_segments(root, "".join(label_of))
-    segments, sources = read_segments(root, refs)
+    skipped = SkippedFiles(NAME)
+    segments, sources, refs = read_segments(root, refs, skipped)
     n = int(round(WINDOW_SECONDS * sample_rate))
     x, y, files = [], [], []
-    for ref, segment, source in zip(refs, resample_segments(segments, sources, sample_rate), sources):
-        windows = make_windows(zscore(segment[None, :], source), n, source=source)
+    resampled = resample_segments(segments, sources, sample_rate) if segments else []
+    for ref, segment, source in zip(refs, resampled, sources):
+        try:
+            windows = make_windows(zscore(segment[None, :], source), n, source=source)
+        except RecordingError as err:
+            skipped(source, err)
+            continue
         x.append(windows)
         y += [label_of[ref.recording_id[0]]] * len(windows)
         files += [ref.recording_id] * len(windows)
+    absent = [name for i, (name, _) in enumerate(classes) if i not in set(y)]
+    if absent:
+        first = skipped.files[0] if skipped.files else None
+        unusable = (f" ({len(skipped.files)} unusable file(s) skipped; the first, {first['path']}: {first['reason']})"
+                    if first else "")
+        raise DatasetError(f"{NAME} ({variant}): no usable segment of class(es) {', '.join(absent)} under {root}{unusable}")
     preprocessing = {
         "sets": {name: [SETS[letter][0] for letter in letters] for name, letters in classes},
         "resample_hz": [SOURCE_RATE, float(sample_rate)],
@@ -194,6 +217,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
         "scoring": "one prediction per segment file (its windows' mean probability)",
         "subjects": "each segment file is its own subject (the release names no subjects)",
     }
+    skipped.record(preprocessing)
     return LabelledWindows.build(
         f"{NAME}-{variant}", np.concatenate(x), y, subjects=files, recordings=files,
         class_names=[name for name, _ in classes], channel_names=CHANNEL_NAMES, sample_rate=sample_rate,

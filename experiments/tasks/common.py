@@ -55,6 +55,29 @@ def build_parser(task: ModuleType, prog: str | None = None) -> argparse.Argument
     return parser
 
 
+class SkippedFiles:
+    """The files a task's loader could not use: each logged by name when it happens, all listed in the
+    dataset's ``preprocessing["skipped_files"]`` (so in results.json, and in results.md as a partial
+    dataset) and in the codes' cache key. A loader reads each file inside ``try: ... except
+    RecordingError as err: skipped(path, err); continue`` and ends with ``skipped.record(preprocessing)``.
+    """
+
+    def __init__(self, task: str):
+        self.task, self.files = task, []
+
+    def __call__(self, path, err: Exception) -> None:
+        reason = str(err)  # "<path>: <reason>" (a ChannelError's names the channel): keep what follows the path
+        prefix = f"{getattr(err, 'path', path)}: "
+        reason = reason[len(prefix):] if reason.startswith(prefix) else reason
+        log.warning("%s: skipping %s: %s", self.task, path, reason)
+        self.files.append({"path": str(path), "reason": reason})
+
+    def record(self, preprocessing: dict) -> dict:
+        if self.files:
+            preprocessing["skipped_files"] = list(self.files)
+        return preprocessing
+
+
 def load_codec(path: str):
     """Our codec directory / training workdir (``Codec.load``) or the original's checkpoint (``.pt``/``.npz``)."""
     from biocodec_jax import Codec

@@ -177,6 +177,8 @@ def load(data_dir, sample_rate: float, variant: str | None = None, *,
     """The variant's labelled windows from the PhysioNet files under ``data_dir`` (see the module doc)."""
     from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
     from data_pipelines.datasets.eegmmidb import EEGMMIDataset
+    from data_pipelines.errors import RecordingError
+    from experiments.tasks.common import SkippedFiles
 
     variant = _variant(variant)
     root = Path(data_dir)
@@ -189,6 +191,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None, *,
     runs = runs_of(variant, include_real_movement)
 
     x, y, subjects, recordings = [], [], [], []
+    skipped = SkippedFiles(NAME)
     for subject in sorted({ref.subject for ref in refs}):
         for run in runs:
             ref = by_subject_run.get((subject, run))
@@ -196,12 +199,16 @@ def load(data_dir, sample_rate: float, variant: str | None = None, *,
                 log.warning("%s: %s/%sR%02d.edf is missing; skipping that run of %s", NAME, subject, subject, run, subject)
                 continue
             path = root / ref.path
-            raw = read_run(path, sample_rate)
-            if variant == "eyes":
-                windows = eyes_windows(raw, path, sample_rate)
-                labels = [EYES_RUNS.index(run)] * len(windows)
-            else:
-                windows, labels = motor_imagery_epochs(raw, path, sample_rate)
+            try:
+                raw = read_run(path, sample_rate)
+                if variant == "eyes":
+                    windows = eyes_windows(raw, path, sample_rate)
+                    labels = [EYES_RUNS.index(run)] * len(windows)
+                else:
+                    windows, labels = motor_imagery_epochs(raw, path, sample_rate)
+            except RecordingError as err:
+                skipped(path, err)
+                continue
             x += windows
             y += labels
             subjects += [subject] * len(windows)
@@ -209,7 +216,11 @@ def load(data_dir, sample_rate: float, variant: str | None = None, *,
     class_names = EYES_CLASSES if variant == "eyes" else MOTOR_IMAGERY_CLASSES
     if not x:
         wanted = ", ".join(f"R{r:02d}" for r in runs)
-        raise DatasetError(f"{NAME} ({variant}): no subject under {root} has any of the runs {wanted}; expected {LAYOUT}")
+        first = skipped.files[0] if skipped.files else None
+        unusable = (f" ({len(skipped.files)} unusable file(s) skipped; the first, {first['path']}: {first['reason']})"
+                    if first else "")
+        raise DatasetError(f"{NAME} ({variant}): no subject under {root} has any usable run of {wanted}{unusable}; "
+                           f"expected {LAYOUT}")
     absent = [c for i, c in enumerate(class_names) if i not in set(y)]
     if absent:
         raise DatasetError(f"{NAME} ({variant}): no window of class(es) {', '.join(absent)} under {root}")
@@ -223,6 +234,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None, *,
         "window_seconds": window_seconds,
         "normalisation": f"per-channel z-score on the first {BASELINE_SECONDS:g} s of each window",
     }
+    skipped.record(preprocessing)
     return LabelledWindows.build(f"{NAME}-{variant}", x, y, subjects, recordings, class_names, CHANNEL_NAMES,
                                  sample_rate, preprocessing)
 

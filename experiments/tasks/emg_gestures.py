@@ -159,12 +159,20 @@ def resampled_windows(emg: np.ndarray, channel_names, source_rate: float, sample
     return windows, labels
 
 
-def _check_classes(name: str, y: list[int], class_names, root: Path) -> None:
+def _skipped_note(skipped) -> str:
+    """`` (n unusable file(s) skipped; the first, path: reason)`` for a dataset-level error; "" if none."""
+    if skipped is None or not skipped.files:
+        return ""
+    first = skipped.files[0]
+    return f" ({len(skipped.files)} unusable file(s) skipped; the first, {first['path']}: {first['reason']})"
+
+
+def _check_classes(name: str, y: list[int], class_names, root: Path, skipped=None) -> None:
     from biocodec_jax.evaluation.dataset import DatasetError
 
     absent = [c for i, c in enumerate(class_names) if i not in set(y)]
     if absent:
-        raise DatasetError(f"{name}: no window of class(es) {', '.join(absent)} under {root}")
+        raise DatasetError(f"{name}: no window of class(es) {', '.join(absent)} under {root}{_skipped_note(skipped)}")
 
 
 # -------------------------------------------------------------------------------------------- myo
@@ -191,6 +199,8 @@ def read_myo(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def load_myo(root: Path, sample_rate: float, include_rest: bool = INCLUDE_REST):
     from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
     from data_pipelines.datasets.myo import CHANNEL_NAMES, SAMPLE_RATE, MyoDataset
+    from data_pipelines.errors import RecordingError
+    from experiments.tasks.common import SkippedFiles
 
     refs, skipped = MyoDataset().find(root)
     for s in skipped:
@@ -200,25 +210,32 @@ def load_myo(root: Path, sample_rate: float, include_rest: bool = INCLUDE_REST):
     class_names = (("rest",) if include_rest else ()) + MYO_GESTURES
     offset = 0 if include_rest else -1  # file label -> class index
     x, y, subjects, recordings = [], [], [], []
+    unusable = SkippedFiles(NAME)
     for ref in refs:
         path = root / ref.path
-        emg, labels = read_myo(path)
-        blocks = [(a, b, label + offset) for a, b, label in label_blocks(labels) if include_rest or label > 0]
-        windows, window_labels = resampled_windows(emg, CHANNEL_NAMES, SAMPLE_RATE, sample_rate, blocks, MYO_EDGE_SECONDS, path)
+        try:
+            emg, labels = read_myo(path)
+            blocks = [(a, b, label + offset) for a, b, label in label_blocks(labels) if include_rest or label > 0]
+            windows, window_labels = resampled_windows(emg, CHANNEL_NAMES, SAMPLE_RATE, sample_rate, blocks, MYO_EDGE_SECONDS, path)
+        except RecordingError as err:
+            unusable(path, err)
+            continue
         x += windows
         y += window_labels
         subjects += [ref.subject] * len(windows)
         recordings += [ref.recording_id] * len(windows)
     if not x:
         raise DatasetError(f"{NAME} (myo): no gesture (label 1-7) of at least {WINDOW_SECONDS + 2 * MYO_EDGE_SECONDS:g} s "
-                           f"in the {len(refs)} recording(s) under {root}")
-    _check_classes(f"{NAME} (myo)", y, class_names, root)
+                           f"in the {len(refs)} recording(s) under {root}"
+                           + _skipped_note(unusable))
+    _check_classes(f"{NAME} (myo)", y, class_names, root, unusable)
     preprocessing = {
         "resample_hz": [SAMPLE_RATE, float(sample_rate)],
         "normalisation": "per-channel z-score over each recording (file)",
         "window_seconds": WINDOW_SECONDS, "edge_margin_seconds": MYO_EDGE_SECONDS,
         "windows": "non-overlapping, centred in each labelled block", "rest": "class" if include_rest else "dropped",
     }
+    unusable.record(preprocessing)
     return LabelledWindows.build(f"{NAME}-myo", x, y, subjects, recordings, class_names, CHANNEL_NAMES, sample_rate, preprocessing)
 
 
@@ -301,6 +318,7 @@ def load_ninapro(root: Path, sample_rate: float, include_rest: bool = INCLUDE_RE
 
     from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
     from data_pipelines.errors import RecordingError
+    from experiments.tasks.common import SkippedFiles
 
     files = find_ninapro(root)
     if not files:
@@ -308,33 +326,38 @@ def load_ninapro(root: Path, sample_rate: float, include_rest: bool = INCLUDE_RE
     x, movements, subjects, recordings = [], [], [], []
     databases, used, rates = set(), set(), set()  # used: (database, exercise) pairs read
     channels: dict[int, Path] = {}
+    unusable = SkippedFiles(NAME)
     for path, subject, exercise in files:
         named = database_folder(path, root)
         if named in NINAPRO and exercise not in NINAPRO[named].exercises:  # skip before reading it
             log.info("%s: skipping %s: exercise %d of %s is not part of this protocol", NAME, path, exercise, named)
             continue
         try:
-            mat = scipy.io.loadmat(path)
-        except Exception as e:  # scipy raises ValueError, TypeError, OSError, MatReadError ... for damaged files
-            raise RecordingError(path, f"cannot be read as a MATLAB file ({type(e).__name__}: {e})") from e
-        if "emg" not in mat:
-            raise RecordingError(path, "no 'emg' variable")
-        emg = np.asarray(mat["emg"], dtype=np.float64)
-        if emg.ndim != 2:
-            raise RecordingError(path, f"'emg' must be [samples, channels]; got shape {emg.shape}")
-        database = ninapro_database(path, root, emg.shape[1])
-        spec = NINAPRO[database]
-        if exercise not in spec.exercises:
-            log.info("%s: skipping %s: exercise %d of %s is not part of this protocol", NAME, path, exercise, database)
+            try:
+                mat = scipy.io.loadmat(path)
+            except Exception as e:  # scipy raises ValueError, TypeError, OSError, MatReadError ... for damaged files
+                raise RecordingError(path, f"cannot be read as a MATLAB file ({type(e).__name__}: {e})") from e
+            if "emg" not in mat:
+                raise RecordingError(path, "no 'emg' variable")
+            emg = np.asarray(mat["emg"], dtype=np.float64)
+            if emg.ndim != 2:
+                raise RecordingError(path, f"'emg' must be [samples, channels]; got shape {emg.shape}")
+            database = ninapro_database(path, root, emg.shape[1])
+            spec = NINAPRO[database]
+            if exercise not in spec.exercises:
+                log.info("%s: skipping %s: exercise %d of %s is not part of this protocol", NAME, path, exercise, database)
+                continue
+            if emg.shape[1] != spec.n_channels:
+                raise RecordingError(path, f"'emg' has {emg.shape[1]} channels; {database} has {spec.n_channels} and the protocol needs all")
+            rate = float(np.ravel(mat["frequency"])[0]) if "frequency" in mat else spec.sample_rate
+            restimulus = global_movements(_mat_vector(mat, "restimulus", len(emg), path), database, exercise, path)
+            repetition = _mat_vector(mat, "rerepetition", len(emg), path)
+            blocks = [b for b in label_blocks(restimulus, repetition) if include_rest or b[2] > 0]
+            names = [f"EMG{i}" for i in range(1, spec.n_channels + 1)]
+            windows, labels = resampled_windows(emg.T, names, rate, sample_rate, blocks, 0.0, path)
+        except RecordingError as err:
+            unusable(path, err)
             continue
-        if emg.shape[1] != spec.n_channels:
-            raise RecordingError(path, f"'emg' has {emg.shape[1]} channels; {database} has {spec.n_channels} and the protocol needs all")
-        rate = float(np.ravel(mat["frequency"])[0]) if "frequency" in mat else spec.sample_rate
-        restimulus = global_movements(_mat_vector(mat, "restimulus", len(emg), path), database, exercise, path)
-        repetition = _mat_vector(mat, "rerepetition", len(emg), path)
-        blocks = [b for b in label_blocks(restimulus, repetition) if include_rest or b[2] > 0]
-        names = [f"EMG{i}" for i in range(1, spec.n_channels + 1)]
-        windows, labels = resampled_windows(emg.T, names, rate, sample_rate, blocks, 0.0, path)
         channels.setdefault(spec.n_channels, path)
         databases.add(database)
         rates.add(rate)
@@ -347,7 +370,8 @@ def load_ninapro(root: Path, sample_rate: float, include_rest: bool = INCLUDE_RE
         raise DatasetError(f"{NAME} (ninapro): databases with different channel counts under {root} "
                            f"({', '.join(f'{n} in {p}' for n, p in channels.items())}); evaluate one database at a time")
     if not x:
-        raise DatasetError(f"{NAME} (ninapro): no movement window of {WINDOW_SECONDS:g} s in the {len(files)} file(s) under {root}")
+        raise DatasetError(f"{NAME} (ninapro): no movement window of {WINDOW_SECONDS:g} s in the {len(files)} file(s) under {root}"
+                           + _skipped_note(unusable))
     # Classes: every movement of every exercise read (one database, or DB2 + DB3, which share them).
     spec = NINAPRO[sorted(databases)[0]]
     ids = sorted({sum(spec.movements[:e - 1]) + k for _, e in used for k in range(1, spec.movements[e - 1] + 1)})
@@ -355,13 +379,14 @@ def load_ninapro(root: Path, sample_rate: float, include_rest: bool = INCLUDE_RE
     index = {m: i for i, m in enumerate(ids)}
     class_names = [("rest" if m == 0 else f"M{m}") for m in ids]
     y = [index[m] for m in movements]
-    _check_classes(f"{NAME} (ninapro)", y, class_names, root)
+    _check_classes(f"{NAME} (ninapro)", y, class_names, root, unusable)
     preprocessing = {
         "databases": sorted(databases), "exercises": sorted(e for _, e in used),
         "labels": "restimulus, global movement ids", "resample_hz": [sorted(rates), float(sample_rate)],
         "normalisation": "per-channel z-score over each recording (file)", "window_seconds": WINDOW_SECONDS,
         "windows": "non-overlapping, centred in each repetition", "rest": "class" if include_rest else "dropped",
     }
+    unusable.record(preprocessing)
     names = [f"EMG{i}" for i in range(1, next(iter(channels)) + 1)]
     return LabelledWindows.build(f"{NAME}-ninapro", x, y, subjects, recordings, class_names, names, sample_rate, preprocessing)
 

@@ -297,6 +297,8 @@ def _session_labels(labels: dict[str, int], session_id: str, n_feedback: int, la
 def load(data_dir, sample_rate: float, variant: str | None = None):
     """Every feedback epoch of the train and test sessions, preprocessed as the original, labelled."""
     from biocodec_jax.evaluation.dataset import LabelledWindows
+    from data_pipelines.errors import RecordingError
+    from experiments.tasks.common import SkippedFiles
 
     variant = _check_variant(variant)
     data_dir = Path(data_dir)
@@ -311,19 +313,29 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
 
     xs, ys, subjects, recordings, partitions = [], [], [], [], []
     test_sessions: list[tuple[str, int, Path]] = []  # (session id, feedbacks, path), labelled after the loop
+    skipped = SkippedFiles(NAME)
     for part, found in (("train", train), ("test", test)):
         for subject, session_id, path in found:
-            eeg, eog, onsets = read_session(path)
+            try:
+                eeg, eog, onsets = read_session(path)
+            except RecordingError as err:
+                skipped(path, err)
+                continue
             if part == "train":  # checked even without feedbacks: the label file must not list any then
                 labels = _session_labels(train_labels, session_id, len(onsets), train_path, path)
             if len(onsets) == 0:
+                continue
+            try:
+                clean = clean_session(eeg, eog, variant == "ica")
+                windows = normalise(epochs(clean, onsets, path), sample_rate).astype(np.float32)
+            except RecordingError as err:
+                skipped(path, err)
                 continue
             if part == "train":
                 ys.append(labels)
             else:
                 test_sessions.append((session_id, len(onsets), path))
-            clean = clean_session(eeg, eog, variant == "ica")
-            xs.append(normalise(epochs(clean, onsets, path), sample_rate).astype(np.float32))
+            xs.append(windows)
             subjects += [subject] * len(onsets)
             recordings += [session_id] * len(onsets)
             partitions += [part] * len(onsets)
@@ -331,7 +343,10 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     test_labels, test_source = read_test_labels(data_dir, test_ids)
     ys += [_session_labels(test_labels, sid, n, test_source, path) for sid, n, path in test_sessions]
     if not xs:
-        raise _dataset_error(f"{data_dir}: no feedback events (FeedBackEvent = 1) in any session")
+        first = skipped.files[0] if skipped.files else None
+        unusable = (f" ({len(skipped.files)} unusable file(s) skipped; the first, {first['path']}: {first['reason']})"
+                    if first else "")
+        raise _dataset_error(f"{data_dir}: no feedback events (FeedBackEvent = 1) in any usable session{unusable}")
     y = np.concatenate(ys)
     absent = [c for i, c in enumerate(CLASS_NAMES) if not np.any(y == i)]
     if absent:
@@ -339,7 +354,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     return LabelledWindows.build(
         NAME, np.concatenate(xs), y, subjects, recordings, CLASS_NAMES,
         [_canonical(c) for c in EEG_COLUMNS], sample_rate,
-        preprocessing={
+        preprocessing=skipped.record({
             "variant": variant, "file_rate": FILE_RATE, "band_pass_hz": BAND_HZ, "notch_hz": NOTCH_HZ,
             "ica": (f"{ICA_COMPONENTS} components, seed {ICA_SEED}, find_bads_eog on {EOG_COLUMN}"
                     if variant == "ica" else None),
@@ -347,7 +362,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
             "resample": f"resample_poly {resample_factors(sample_rate)} -> {epoch_samples(sample_rate)} samples",
             "reference": "common average of the 56 EEG channels",
             "normalisation": f"z-score per channel (ddof 1, eps {ZSCORE_EPS:g})",
-        },
+        }),
         partitions=partitions,
     )
 

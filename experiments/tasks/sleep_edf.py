@@ -36,11 +36,13 @@ kept stretch on each side when the recording has it.
 Splits: 5 subject folds (:func:`~biocodec_jax.evaluation.splits.subject_folds`): fold ``i`` tests
 on group ``i``, validates on group ``i+1``, trains on the rest; a subject's nights stay together.
 
-Errors: no PSG files under ``--data`` or a study folder the variant needs missing (the message
-shows the layout), a PSG without its hypnogram (names the PSG and the hypnogram pattern; checked
-for every night before any is read), a hypnogram with an unknown label or no sleep (names the
-file), a PSG lacking ``EEG Fpz-Cz`` or ``EEG Pz-Oz`` (names the file and channel), a class with
-no epoch. A hypnogram without a PSG is skipped with a warning.
+A night that cannot be used -- an unreadable PSG or hypnogram, a hypnogram with an unknown label or
+no sleep, a PSG lacking ``EEG Fpz-Cz`` or ``EEG Pz-Oz`` -- is skipped (PSG and hypnogram together),
+logged naming the bad file and listed in ``preprocessing["skipped_files"]`` (results.md then reports
+a partial dataset). Errors: no PSG files under ``--data`` or a study folder the variant needs
+missing (the message shows the layout), a PSG without its hypnogram (names the PSG and the
+hypnogram pattern; checked for every night before any is read), no usable night, a class with no
+epoch. A hypnogram without a PSG is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -242,23 +244,34 @@ def night_windows(psg: Path, hypnogram: Path, sample_rate: float) -> tuple[np.nd
 def load(data_dir, sample_rate: float, variant: str | None = None):
     """The kept 30-s epochs of every night as six labelled 5-s windows each (see the module doc)."""
     from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+    from data_pipelines.errors import RecordingError
+    from experiments.tasks.common import SkippedFiles
 
     variant = _variant(variant)
     nights = find_nights(data_dir, variant)
     if not float(EPOCH_SECONDS * sample_rate).is_integer() or not float(WINDOW_SECONDS * sample_rate).is_integer():
         raise ValueError(f"{NAME}: {sample_rate} Hz gives no whole number of samples per 5-s window")
     x, y, subjects, names, segments = [], [], [], [], []
+    skipped = SkippedFiles(f"{NAME}-{variant}")
     for psg, hypnogram, subject in nights:
-        windows, labels, index = night_windows(psg, hypnogram, sample_rate)
+        try:  # the PSG and its hypnogram go together: either one unusable skips the night (the error names which)
+            windows, labels, index = night_windows(psg, hypnogram, sample_rate)
+        except RecordingError as err:
+            skipped(err.path, err)
+            continue
         x.append(windows)
         y.append(labels)
         segments.append(index)
         subjects += [subject] * len(labels)
         names += [psg.name.removesuffix("-PSG.edf")] * len(labels)
+    note = f" ({len(skipped.files)} unusable file(s) skipped)" if skipped.files else ""
+    if not x:
+        raise DatasetError(f"{NAME} ({variant}): none of the {len(nights)} nights under {data_dir} could be used{note}")
     y = np.concatenate(y)
     absent = [c for i, c in enumerate(CLASS_NAMES) if i not in set(y.tolist())]
     if absent:
-        raise DatasetError(f"{NAME} ({variant}): no epoch of stage(s) {', '.join(absent)} in the hypnograms under {data_dir}")
+        raise DatasetError(f"{NAME} ({variant}): no epoch of stage(s) {', '.join(absent)} in the hypnograms under "
+                           f"{data_dir}{note}")
     preprocessing = {
         "studies": ["cassette", "telemetry"] if variant == "all" else [variant],
         "channels": list(PSG_CHANNELS),
@@ -269,6 +282,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
         "normalisation": "per-channel z-score of each 30-s epoch",
         "window_seconds": WINDOW_SECONDS, "windows_per_epoch": EPOCH_SECONDS // WINDOW_SECONDS,
     }
+    skipped.record(preprocessing)
     return LabelledWindows.build(f"{NAME}-{variant}", np.concatenate(x), y, subjects, names, CLASS_NAMES, CHANNEL_NAMES,
                                  sample_rate, preprocessing, segments=np.concatenate(segments))
 

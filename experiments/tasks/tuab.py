@@ -45,9 +45,10 @@ cut into 5 groups (:data:`N_FOLDS`), each in turn the validation set
 (:func:`~biocodec_jax.evaluation.splits.holdout_folds`); LaBraM and BIOT hold out 20 % of the
 training subjects once. A subject in both partitions is an error (leakage).
 
-Errors: no recordings under ``--data`` (the message shows the layout), a recording lacking one of
-the 21 electrodes (names the file and the electrode), an unreadable file, a class with no
-recording.
+A recording that cannot be used -- unreadable, or lacking one of the 21 electrodes -- is skipped,
+logged by name and listed in ``preprocessing["skipped_files"]`` (results.md then reports a partial
+dataset). Errors: no recordings under ``--data`` (the message shows the layout), none usable, a
+class with no recording.
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ def segment_windows(x: np.ndarray, window_samples: int) -> tuple[np.ndarray, np.
 def load(data_dir, sample_rate: float, variant: str | None = None):
     """Every recording's 10-s segments as pairs of 5-s windows, labelled by folder (see the module doc)."""
     from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
-    from data_pipelines.errors import ChannelError
+    from data_pipelines.errors import ChannelError, RecordingError
+    from experiments.tasks.common import SkippedFiles
 
     from experiments.tasks import check_variant
 
@@ -180,8 +182,13 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     recordings = find_recordings(data_dir)
     window_samples = int(round(WINDOW_SECONDS * sample_rate))
     x, y, subjects, names, segments, partitions, skipped = [], [], [], [], [], [], []
+    unusable = SkippedFiles(NAME)
     for path, partition, label, subject in recordings:
-        raw = read_recording(path)
+        try:
+            raw = read_recording(path)
+        except RecordingError as err:  # unreadable, or lacking an electrode of the protocol
+            unusable(path, err)
+            continue
         try:
             signal = preprocess(raw, sample_rate, path)
         except ChannelError as err:
@@ -200,11 +207,12 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
         subjects += [subject] * n
         names += [str(path.relative_to(root).with_suffix(""))] * n
         partitions += [partition] * n
+    note = f" ({len(unusable.files)} unusable file(s) skipped)" if unusable.files else ""
     if not x:
-        raise DatasetError(f"{NAME}: none of the {len(recordings)} recordings under {root} gave a 10-s segment")
+        raise DatasetError(f"{NAME}: none of the {len(recordings)} recordings under {root} gave a 10-s segment{note}")
     absent = [c for i, c in enumerate(CLASS_NAMES) if i not in set(y)]
     if absent:
-        raise DatasetError(f"{NAME}: no recording of class {', '.join(absent)} under {root}; expected {LAYOUT}")
+        raise DatasetError(f"{NAME}: no recording of class {', '.join(absent)} under {root}{note}; expected {LAYOUT}")
     preprocessing = {
         "channels": "21 referential (-REF/-LE): the 10-20 electrodes and A1, A2",
         "band_pass_hz": list(BAND_HZ), "notch_hz": NOTCH_HZ,
@@ -214,6 +222,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
         "window_seconds": WINDOW_SECONDS, "segment_seconds": WINDOW_SECONDS * WINDOWS_PER_SEGMENT,
         "skipped": skipped,
     }
+    unusable.record(preprocessing)
     return LabelledWindows.build(NAME, np.concatenate(x), y, subjects, names, CLASS_NAMES, CHANNELS, sample_rate,
                                  preprocessing, segments=np.concatenate(segments), partitions=partitions)
 

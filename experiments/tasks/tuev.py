@@ -44,10 +44,13 @@ Splits: the official ``eval`` partition is the test set of every split; the trai
 are cut into 5 groups (:data:`N_FOLDS`), each in turn the validation set
 (:func:`~biocodec_jax.evaluation.splits.holdout_folds`).
 
-Errors: no recordings under ``--data`` (the message shows the layout), an ``.edf`` without its
-``.rec`` (names the missing file; checked for every recording before any is read), a malformed
-``.rec`` row or one outside the recording (names the file and line), a recording lacking an
-electrode of the montage (names the file and electrode), a class with no event.
+A recording that cannot be used -- an unreadable ``.edf``, one lacking an electrode of the montage
+or shorter than a window, or a ``.rec`` with a malformed row or one outside the recording -- is
+skipped with its ``.rec``, logged naming the bad file (and line or electrode) and listed in
+``preprocessing["skipped_files"]`` (results.md then reports a partial dataset). Errors: no
+recordings under ``--data`` (the message shows the layout), an ``.edf`` without its ``.rec``
+(names the missing file; checked for every recording before any is read), none usable, a class
+with no event.
 """
 
 from __future__ import annotations
@@ -197,6 +200,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     """One 5-s window per ``.rec`` event, 16 bipolar channels, 6 classes (see the module doc)."""
     from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
     from data_pipelines.errors import RecordingError
+    from experiments.tasks.common import SkippedFiles
     from experiments.tasks.tuab import edf_root
 
     from experiments.tasks import check_variant
@@ -205,20 +209,28 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     root = edf_root(data_dir, NAME, LAYOUT)
     recordings = find_recordings(data_dir)
     x, y, subjects, names, partitions = [], [], [], [], []
+    skipped = SkippedFiles(NAME)
     for path, rec, partition, subject in recordings:
-        signal, rate = bipolar_montage(path)
-        if signal.shape[1] < WINDOW_SECONDS * rate:
-            raise RecordingError(path, f"{signal.shape[1] / rate:g} s is shorter than one {WINDOW_SECONDS:g}-s window")
-        events = read_rec(rec, signal.shape[1] / rate)
-        signal = preprocess(signal, rate, sample_rate, path)
+        try:  # the .edf and its .rec go together: either one unusable skips the pair (the error names which)
+            signal, rate = bipolar_montage(path)
+            if signal.shape[1] < WINDOW_SECONDS * rate:
+                raise RecordingError(path, f"{signal.shape[1] / rate:g} s is shorter than one {WINDOW_SECONDS:g}-s window")
+            events = read_rec(rec, signal.shape[1] / rate)
+            signal = preprocess(signal, rate, sample_rate, path)
+        except RecordingError as err:
+            skipped(err.path, err)
+            continue
         x.append(event_windows(signal, events, sample_rate))
         y += [label for _, _, label in events]
         subjects += [subject] * len(events)
         names += [str(path.relative_to(root).with_suffix(""))] * len(events)
         partitions += [partition] * len(events)
+    note = f" ({len(skipped.files)} unusable file(s) skipped)" if skipped.files else ""
+    if not x:
+        raise DatasetError(f"{NAME}: none of the {len(recordings)} recordings under {root} could be used{note}")
     absent = [c for i, c in enumerate(CLASS_NAMES) if i not in set(y)]
     if absent:
-        raise DatasetError(f"{NAME}: no event of class(es) {', '.join(absent)} in the .rec files under {root}")
+        raise DatasetError(f"{NAME}: no event of class(es) {', '.join(absent)} in the .rec files under {root}{note}")
     preprocessing = {
         "montage": "TCP bipolar, channels 0-7 and 14-21 of the 22 (BIOT's 16)",
         "band_pass_hz": list(BAND_HZ), "filter": f"Butterworth order {BUTTERWORTH_ORDER}, zero-phase (sosfiltfilt), "
@@ -228,6 +240,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
         "window": f"{WINDOW_SECONDS:g} s centred on each .rec row (circular at the ends), one window per row",
         "window_seconds": WINDOW_SECONDS,
     }
+    skipped.record(preprocessing)
     return LabelledWindows.build(NAME, np.concatenate(x), y, subjects, names, CLASS_NAMES, CHANNEL_NAMES, sample_rate,
                                  preprocessing, partitions=partitions)
 
