@@ -239,8 +239,9 @@ class Codec:
             with ocp.StandardCheckpointer() as ckptr:
                 restored = ckptr.restore(arrays, target)
         except Exception as err:  # TensorStore / Orbax errors run to hundreds of characters: say what and where
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise ValueError(f"{directory}: the codec's arrays ({ARRAYS_DIR}/) are incomplete or damaged ({type(err).__name__}: {reason})") from None
+            from biocodec_jax.training.checkpointing import short_error
+
+            raise ValueError(f"{directory}: the codec's arrays ({ARRAYS_DIR}/) are incomplete or damaged ({short_error(err)})") from None
         meta_file = directory / METADATA_FILE
         metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
         return cls(config, restored["params"], restored["codebooks"], graphdef, metadata)

@@ -17,6 +17,16 @@ FIXTURES = Path(__file__).parent / "fixtures" / "eeg"
 ORIGINAL_CKPT = FIXTURES / "biocodec_eeg_random_ckpt.pt"
 
 
+def eeg_like_signals(n: int, length: int, seed: int) -> np.ndarray:
+    """Sums of a few sinusoids plus a little noise: ``[n, 1, length]`` EEG-like rhythms a codec can learn."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / 250.0
+    freqs = rng.uniform(2, 30, (n, 3, 1))
+    phases = rng.uniform(0, 2 * np.pi, (n, 3, 1))
+    x = np.sin(2 * np.pi * freqs * t + phases).sum(1) + 0.1 * rng.standard_normal((n, length))
+    return x[:, None].astype(np.float32)
+
+
 def load_fixture(name: str) -> np.ndarray:
     return np.load(FIXTURES / f"{name}.npy")
 

@@ -21,16 +21,8 @@ from biocodec_jax.nn.conv import CausalConv1d, conv1d
 from biocodec_jax.nn.lstm import LSTM
 from biocodec_jax.quantization import rvq
 from biocodec_jax.training import init_state, train_step
+from tests.conftest import eeg_like_signals as _signals
 
-
-def _signals(n: int, length: int, seed: int) -> np.ndarray:
-    """Sums of a few sinusoids plus a little noise: ``[n, 1, length]`` EEG-like rhythms."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(length) / 250.0
-    freqs = rng.uniform(2, 30, (n, 3, 1))
-    phases = rng.uniform(0, 2 * np.pi, (n, 3, 1))
-    x = np.sin(2 * np.pi * freqs * t + phases).sum(1) + 0.1 * rng.standard_normal((n, length))
-    return x[:, None].astype(np.float32)
 
 
 def _rel(a, b) -> float:

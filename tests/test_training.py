@@ -11,16 +11,8 @@ from biocodec_jax import preset
 from biocodec_jax.config import OptimConfig
 from biocodec_jax.training import eval_step, init_state, train_step
 from biocodec_jax.training.optimizer import make_schedule
+from tests.conftest import eeg_like_signals as _signals
 
-
-def _signals(n: int, length: int, seed: int) -> np.ndarray:
-    """Sums of a few sinusoids plus a little noise: EEG-like rhythms a codec can learn."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(length) / 250.0
-    freqs = rng.uniform(2, 30, (n, 3, 1))
-    phases = rng.uniform(0, 2 * np.pi, (n, 3, 1))
-    x = np.sin(2 * np.pi * freqs * t + phases).sum(1) + 0.1 * rng.standard_normal((n, length))
-    return x[:, None].astype(np.float32)
 
 
 def test_tiny_codec_overfits_one_batch():

@@ -70,7 +70,7 @@ CORRUPT_SUFFIX = ".corrupt-"  # <step>.corrupt-<time>: an unreadable step direct
 _barrier_ids = itertools.count()  # unique barrier names; every process makes the same calls
 
 
-def _short_error(e: BaseException, limit: int = 200) -> str:
+def short_error(e: BaseException, limit: int = 200) -> str:
     """``Type: message`` on one line, without TensorStore's JSON specs: what a warning should say."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     text = re.sub(r"\s*\[tensorstore_spec.*$", "", text)
@@ -390,10 +390,10 @@ class Checkpointer:
                 older = [t for t in steps if t < s]
                 log.warning(
                     "checkpoint step %d in %s is unreadable (%s); falling back to %s",
-                    s, self.directory, _short_error(e), f"step {older[-1]}" if older else "nothing older",
+                    s, self.directory, short_error(e), f"step {older[-1]}" if older else "nothing older",
                 )
                 log.debug("checkpoint step %d: full error", s, exc_info=e)
-                errors.append(f"step {s}: {_short_error(e)}")
+                errors.append(f"step {s}: {short_error(e)}")
                 skipped.append(s)
                 continue
             self._unreadable = sorted(skipped)
