@@ -1,7 +1,7 @@
 """biocodec-jax: BioCodec, the neural-codec tokenizer for EEG and EMG, in JAX/Flax.
 
-Attributes load lazily, so ``import biocodec_jax.config`` (used by the data pipeline and its worker
-processes) does not import JAX.
+Attributes load lazily, so ``import biocodec_jax.config`` (the command line's light start, e.g.
+``biocodec-jax --help`` and ``prepare``'s worker processes) does not import JAX.
 """
 
 from __future__ import annotations

@@ -7,16 +7,22 @@ Presets reproduce the original BioCodec release (``eeg``, ``emg``) or shrink it 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
+
+from data_pipelines.typed_config import apply_overrides, dataclass_from_dict, save_config, to_dict
+
+__all__ = [
+    "Numerics", "CodecConfig", "LossConfig", "OptimConfig", "TrainConfig", "Config", "PRESETS", "preset",
+    "from_dict", "load_config",
+    # from data_pipelines.typed_config
+    "apply_overrides", "dataclass_from_dict", "save_config", "to_dict",
+]
 
 DeadCodeMode = Literal["faithful", "replace"]
 Precision = Literal["float32", "float64", "bfloat16"]
@@ -222,70 +228,9 @@ def preset(name: str) -> Config:
 
 
 # ---------------------------------------------------------------------------------------------
-# Dict / YAML conversion with type checking, and dotted overrides.
-
-
-def to_dict(config: Any) -> dict:
-    """A JSON/YAML-ready nested dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):  # "float | None" and the like
-        options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if value is None and len(options) < len(typing.get_args(annotation)):
-            return None
-        if len(options) == 1:
-            return _coerce(value, options[0], where)
-        return value
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise TypeError(f"{where}: expected a mapping, got {value!r}")
-        return _from_dict(annotation, value, where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(annotation)
-        item_type = args[0] if args else Any
-        return tuple(_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is Literal:
-        choices = typing.get_args(annotation)
-        if value not in choices:
-            raise ValueError(f"{where}: {value!r} is not one of {list(choices)}")
-        return value
-    if annotation is float:
-        # YAML 1.1 reads "3e-4" (no dot) as a string: accept numeric strings.
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        except (TypeError, ValueError):
-            raise TypeError(f"{where}: expected a number, got {value!r}") from None
-    if annotation is int:
-        try:
-            if isinstance(value, bool) or not float(value).is_integer():
-                raise ValueError
-            return int(float(value))
-        except (TypeError, ValueError):
-            raise TypeError(f"{where}: expected an integer, got {value!r}") from None
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if annotation is str:
-        return str(value)
-    return value
-
-
-def _from_dict(cls: type, data: dict, where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise KeyError(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
+# YAML and overrides. The generic machinery (dicts, type checks, dotted overrides, saving) is the
+# data layer's (data_pipelines.typed_config), shared with PrepareConfig; re-exported here, where
+# users and the README import it from.
 
 
 def from_dict(data: dict) -> Config:
@@ -293,7 +238,7 @@ def from_dict(data: dict) -> Config:
     data = dict(data)
     base = to_dict(preset(data.get("preset", "eeg")))
     merged = _deep_merge(base, data)
-    return _from_dict(Config, merged, "")
+    return dataclass_from_dict(Config, merged)
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
@@ -301,34 +246,6 @@ def _deep_merge(base: dict, update: dict) -> dict:
     for k, v in update.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-def dataclass_from_dict(cls: type, data: dict) -> Any:
-    """An instance of the (frozen, typed) dataclass ``cls`` from ``data``, types checked and coerced."""
-    return _from_dict(cls, data, "")
-
-
-def apply_overrides(config: Any, overrides: list[str] | tuple[str, ...]) -> Any:
-    """Apply ``section.key=value`` overrides (values parsed as YAML: ``3``, ``1e-4``, ``[2,2]``).
-
-    Works for any typed config dataclass (this module's :class:`Config`, the data pipeline's
-    ``PrepareConfig``); the result has the type of ``config``.
-    """
-    data = to_dict(config)
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not of the form key=value")
-        key, raw = item.split("=", 1)
-        node = data
-        *parents, leaf = key.strip().split(".")
-        for p in parents:
-            if not isinstance(node.get(p), dict):
-                raise KeyError(f"override {item!r}: no section {p!r}")
-            node = node[p]
-        if leaf not in node:
-            raise KeyError(f"override {item!r}: unknown key {key!r}")
-        node[leaf] = yaml.safe_load(raw)
-    return _from_dict(type(config), data, "")
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -343,14 +260,3 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: {e}") from e
     return apply_overrides(config, overrides)
-
-
-def save_config(config: Any, path: str | Path) -> None:
-    """Write the resolved config as YAML (or JSON if the suffix is .json)."""
-    path = Path(path)
-    data = to_dict(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".json":
-        path.write_text(json.dumps(data, indent=2) + "\n")
-    else:
-        path.write_text(yaml.safe_dump(data, sort_keys=False))

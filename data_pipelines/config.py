@@ -15,7 +15,7 @@ from typing import Literal
 
 import yaml
 
-from biocodec_jax.config import apply_overrides, dataclass_from_dict, to_dict
+from data_pipelines.typed_config import apply_overrides, dataclass_from_dict, to_dict
 
 Modality = Literal["eeg", "emg"]
 SplitBy = Literal["subject", "recording"]

@@ -57,7 +57,6 @@ from pathlib import Path
 
 import numpy as np
 
-from biocodec_jax.config import save_config
 from data_pipelines.channels import pick_channels
 from data_pipelines.config import PrepareConfig, config_to_dict
 from data_pipelines.datasets import Dataset, RecordingRef, Skipped, get_dataset
@@ -66,6 +65,7 @@ from data_pipelines.manifest import MANIFEST
 from data_pipelines.preprocess import clip, filter_and_resample, make_windows, robust_stats, unusable_channels
 from data_pipelines.readers import TruncatedRecordingError
 from data_pipelines.shards import SHARD_SUFFIX, ShardWriter, WindowOrigin, encode_window
+from data_pipelines.typed_config import save_config
 
 log = logging.getLogger("data_pipelines.prepare")
 
