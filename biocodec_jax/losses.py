@@ -1,4 +1,7 @@
-"""The objective (Huber time loss, multi-scale STFT loss) and the quality metrics (Pearson, SI-SDR).
+"""The objective: Huber time loss, multi-scale STFT loss.
+
+The quality metrics (Pearson correlation, SI-SDR) are defined in :mod:`biocodec_jax.signal_metrics`
+and re-exported here as ``pearson_correlation`` and ``si_sdr``.
 
 All functions take single-channel signals ``[N, T]`` and are pure and jit-able.
 The STFT is framing + a real DFT as a matmul: as fast as an FFT on CPU at these sizes, and free of
@@ -12,6 +15,8 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from biocodec_jax.signal_metrics import correlation, si_sdr  # noqa: F401  (re-exported)
 
 
 def smooth_l1(x: jax.Array, y: jax.Array, beta: float) -> jax.Array:
@@ -87,19 +92,5 @@ def multiscale_stft_loss(x: jax.Array, y: jax.Array, n_ffts: tuple[int, ...], we
     return sum(sum(stft_loss_terms(x, y, n, weights)) for n in n_ffts)
 
 
-def pearson_correlation(x: jax.Array, y: jax.Array) -> jax.Array:
-    """Per-item Pearson correlation over the last axis -> ``[N]``."""
-    x = x - x.mean(-1, keepdims=True)
-    y = y - y.mean(-1, keepdims=True)
-    return jnp.sum(x * y, -1) / jnp.sqrt(jnp.sum(x * x, -1) * jnp.sum(y * y, -1))
-
-
-def si_sdr(reference: jax.Array, estimate: jax.Array, eps: float = 1e-8) -> jax.Array:
-    """Per-item scale-invariant SDR in dB (zero-mean; eps placement as the original) -> ``[N]``."""
-    reference = reference - reference.mean(-1, keepdims=True)
-    estimate = estimate - estimate.mean(-1, keepdims=True)
-    alpha = jnp.sum(estimate * reference, -1, keepdims=True) / (jnp.sum(reference * reference, -1, keepdims=True) + eps)
-    target = alpha * reference
-    noise = estimate - target
-    ratio = jnp.sum(target * target, -1) / (jnp.sum(noise * noise, -1) + eps)
-    return 10.0 * jnp.log10(ratio + eps)
+# The quality metrics have one definition, in signal_metrics; these names stay for existing imports.
+pearson_correlation = correlation

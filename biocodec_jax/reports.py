@@ -18,9 +18,9 @@ Myo armband's ADC counts) unscaled, in "AU" (``recording.unit`` / ``recording.un
 What is measured, all per channel (the codec codes every channel on its own) and summarised by
 mean and median over channels:
 
-- Pearson correlation and scale-invariant SDR (dB) of ``y`` against ``x``. They are computed in
-  the normalised domain, in float64 and without the ``eps`` of :func:`biocodec_jax.losses.si_sdr`
-  (that ``eps`` would dominate signals in volts). Both are invariant to the per-channel affine map
+- Pearson correlation and scale-invariant SDR (dB) of ``y`` against ``x``
+  (:mod:`biocodec_jax.signal_metrics`, the definition training logs). They are computed in the
+  normalised domain, where the metrics' ``eps`` is negligible, and in float64. Both are invariant to the per-channel affine map
   back to physical units (``x * IQR + median``), so they are also the metrics of the signals in
   volts.
 - Power spectra (Welch, Hann window, 2-s segments with half overlap, shorter for short
@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 import mne
 import numpy as np
 
+from biocodec_jax.signal_metrics import correlation, si_sdr
 from biocodec_jax.tokenizer import Prepared, channel_units, decode_channels, encode_channels, fingerprint, prepare_recording
 
 if TYPE_CHECKING:
@@ -79,21 +80,11 @@ FIGURES = ("signals", "psd", "bands", "channels", "codebooks", "quality_vs_bitra
 # Metrics (pure numpy, per channel: arrays [C, n]).
 
 
-def correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson correlation per channel ``[C]`` (float64; NaN for a constant channel)."""
-    x = np.asarray(x, np.float64) - np.mean(x, axis=-1, keepdims=True)
-    y = np.asarray(y, np.float64) - np.mean(y, axis=-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sum(x * y, -1) / np.sqrt(np.sum(x * x, -1) * np.sum(y * y, -1))
-
-
-def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
-    """Scale-invariant SDR in dB per channel ``[C]``, zero-mean signals, no ``eps`` (float64)."""
-    r = np.asarray(reference, np.float64) - np.mean(reference, axis=-1, keepdims=True)
-    e = np.asarray(estimate, np.float64) - np.mean(estimate, axis=-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        target = np.sum(e * r, -1, keepdims=True) / np.sum(r * r, -1, keepdims=True) * r
-        return 10.0 * np.log10(np.sum(target * target, -1) / np.sum((e - target) ** 2, -1))
+def quality(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson correlation and SI-SDR (dB) of ``y`` against ``x`` per channel ``[C]``, in float64
+    (the one definition, :mod:`biocodec_jax.signal_metrics`)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return correlation(x, y), si_sdr(x, y)
 
 
 def clipped_fraction(x: np.ndarray, limit: float | None) -> np.ndarray:
@@ -209,7 +200,7 @@ def quality_curve(codec: "Codec", rec: Reconstruction, n_qs: Any = None) -> dict
                                                   "si_sdr_db_mean", "si_sdr_db_median")}
     for k in _quantizer_counts(codec, n_qs):
         y = rec.y if k == codec.n_q else decode_first(codec, rec.codes, k, rec.x.shape[1])
-        corr, sdr = _summary(correlation(rec.x, y)), _summary(si_sdr(rec.x, y))
+        corr, sdr = map(_summary, quality(rec.x, y))
         curve["n_q"].append(k)
         curve["bitrate_bps_per_channel"].append(bitrate(k, cfg.codebook_size, cfg.frame_rate))
         for stat in ("mean", "median"):
@@ -269,7 +260,7 @@ def measure(codec: "Codec", rec: Reconstruction, *, n_qs: Any = None, codec_sour
     powers = {name: [band_power(psd, freqs, edges) for psd in (psd_x, psd_y, psd_e)] for name, edges in bands.items()}
     to_display = ((p.iqr * scale) ** 2)[:, None]  # normalised PSD -> display unit^2 / Hz
 
-    corr, sdr, clipped = correlation(x, y), si_sdr(x, y), clipped_fraction(x, p.prep.clip)
+    (corr, sdr), clipped = quality(x, y), clipped_fraction(x, p.prep.clip)
     full_bps = bitrate(cfg.n_q, cfg.codebook_size, cfg.frame_rate)
 
     results = {

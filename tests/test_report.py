@@ -75,11 +75,13 @@ def direct(codec: Codec, recording, n_q: int | None = None) -> tuple[np.ndarray,
 
 
 def direct_si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """SI-SDR from its definition: ||a r||^2 / ||e - a r||^2 with a = <e, r> / ||r||^2, zero-mean r and e."""
-    r = reference.astype(np.float64) - reference.mean()
-    e = estimate.astype(np.float64) - estimate.mean()
-    target = (e @ r) / (r @ r) * r
-    return 10 * math.log10((target @ target) / ((e - target) @ (e - target)))
+    """SI-SDR from its definition: ||a r||^2 / ||e - a r||^2 with a = <e, r> / ||r||^2, zero-mean r and e,
+    with the original's eps = 1e-8 (signal_metrics.EPS): it shows at an untrained codec's -44 dB (1e-3 dB)."""
+    eps = 1e-8
+    r = reference.astype(np.float64) - reference.astype(np.float64).mean()
+    e = estimate.astype(np.float64) - estimate.astype(np.float64).mean()
+    target = (e @ r) / (r @ r + eps) * r
+    return 10 * math.log10((target @ target) / ((e - target) @ (e - target) + eps) + eps)
 
 
 def direct_band_powers(signal: np.ndarray, sample_rate: float, bands: list) -> np.ndarray:
