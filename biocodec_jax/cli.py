@@ -1,4 +1,4 @@
-"""The ``biocodec-jax`` command: thin subcommands, each calling one library or experiment function.
+"""The ``biocodec-jax`` command: thin subcommands, each calling one library function or program.
 
     biocodec-jax demo [--minutes M] [--steps N] [--output DIR] ...   (see biocodec-jax demo --help)
     biocodec-jax prepare --input DIR --output DIR [--preset eeg|emg] [--dataset NAME] [--workers N] ...
@@ -14,33 +14,106 @@
 Every command's --help ends with examples; bad input exits 2 (nothing could start) or 1 (some
 files skipped) with a message naming the file.
 
-The experiments (and MNE, matplotlib, ...) are imported inside the command that needs them.
+``demo`` and ``evaluate`` are programs built on the library (``experiments/``), which the library
+does not import: they are found by name in the entry-point group ``biocodec_jax.programs``
+(``setup.cfg``), each a ``main(argv, prog) -> int`` that parses its own options.
+
+The commands that compute import JAX (and Orbax, Grain, ...) inside the command: this module is
+also what ``prepare``'s spawned worker processes import first (they re-run the console script), and
+what ``--help`` runs; neither should pay ~1.3 s and ~180 MB for JAX.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from biocodec_jax import __version__
+from biocodec_jax.config import apply_overrides, load_config, preset
+from data_pipelines.config import load_prepare_config
+from data_pipelines.datasets import DATASETS
+from data_pipelines.errors import RecordingError
+from data_pipelines.prepare import prepare
+from data_pipelines.readers import recording_format
+
+PROGRAMS = "biocodec_jax.programs"  # entry-point group: program name -> main(argv, prog) -> int
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-paragraph descriptions to the terminal; keeps text with its own line breaks (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Programs (experiments/): found by name, their options parsed by them.
+
+
+def program(name: str) -> Callable[..., int]:
+    """The ``main(argv, prog)`` registered as ``name`` in the entry-point group :data:`PROGRAMS`.
+
+    Raises :class:`LookupError` saying how to install it when no installed distribution provides it.
+    """
+    found = list(entry_points(group=PROGRAMS, name=name))
+    if not found:
+        raise LookupError(f"the {name!r} program is not installed (no entry point {name!r} in the group {PROGRAMS}); "
+                          "install biocodec-jax with its experiments: pip install -e . in the repository")
+    return found[0].load()
+
+
+def _run_program(name: str, rest: list[str]) -> int:
+    try:
+        main_of = program(name)
+    except LookupError as err:
+        return _fail(str(err))
+    return main_of(rest, prog=f"biocodec-jax {name}")
 
 
 def _demo(args: argparse.Namespace, rest: list[str]) -> int:
-    """Train and test the EEG codec on the bundled data (experiments/quickstart.py)."""
-    from experiments import quickstart
+    """Train and test the EEG codec on the bundled data (the ``demo`` program: experiments/quickstart.py)."""
+    return _run_program("demo", rest)
 
-    return quickstart.main(rest, prog="biocodec-jax demo")
+
+def _add_demo(sub) -> None:
+    sub.add_parser(
+        "demo", add_help=False, help="train the EEG codec for a few minutes on bundled real EEG and test it on a held-out subject"
+    ).set_defaults(func=_demo, forward=True)
+
+
+def _evaluate(args: argparse.Namespace, rest: list[str]) -> int:
+    """One downstream task program (the ``evaluate`` program: experiments/tasks/), which takes TASK and its options."""
+    return _run_program("evaluate", rest)
+
+
+def _add_evaluate(sub) -> None:
+    sub.add_parser(
+        "evaluate", add_help=False,
+        help="run a downstream task (linear probe, token classifier, PyTorch baselines) with a frozen codec",
+    ).set_defaults(func=_evaluate, forward=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare
 
 
 def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
     """Recordings -> shards + manifest (data_pipelines.prepare). Exit 0 if any window was written;
     1, with no manifest, if none was (the message names the input and counts the files)."""
-    import logging
-    import os
-
-    from data_pipelines.config import load_prepare_config
-    from data_pipelines.prepare import prepare
-
     logging.basicConfig(level=logging.INFO, format="prepare: %(message)s")
     overrides = list(args.set)
     if args.channels_per_recording is not None:
@@ -49,15 +122,12 @@ def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         config = load_prepare_config(args.preset, args.config, overrides)
         if args.salvage:
-            import dataclasses
-
             config = dataclasses.replace(config, salvage_truncated=True)
         manifest = prepare(
             args.input, args.output, config, dataset=args.dataset, workers=workers, progress=not args.no_progress
         )
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:  # bad input, config or output: nothing started
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err))
     bad_files = sum(1 for r in manifest["rejected"] if "channel" not in r)
     bad_channels = len(manifest["rejected"]) - bad_files
     if manifest["windows"] == 0:  # prepare wrote no manifest: say why here
@@ -78,252 +148,6 @@ def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
-def _pretrain(args: argparse.Namespace, rest: list[str]) -> int:
-    """Data-parallel pretraining with Orbax checkpoints; resumes from the workdir (training.loop)."""
-    import logging
-
-    from biocodec_jax.training import parallel
-
-    # Before anything touches a device: join the multi-host job if there is one.
-    parallel.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
-    import jax
-
-    from biocodec_jax.config import load_config, preset
-    from biocodec_jax.training.loop import NonFiniteLoss, Preempted, pretrain
-
-    logging.basicConfig(
-        level=logging.INFO if jax.process_index() == 0 else logging.WARNING,
-        format=f"pretrain[{jax.process_index()}]: %(message)s",
-    )
-    overrides = list(args.set)
-    for flag, key in (("data", "train.data"), ("steps", "train.steps"), ("batch_size", "train.batch_size"),
-                      ("checkpoint_every", "train.checkpoint_every"), ("seed", "train.seed")):
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    try:
-        if args.config is not None:
-            config = load_config(args.config, overrides)
-            if args.preset is not None and args.preset != config.preset:
-                raise ValueError(f"--preset {args.preset} conflicts with {args.config} (preset {config.preset}); use one")
-        else:
-            from biocodec_jax.config import apply_overrides
-
-            config = apply_overrides(preset(args.preset or "eeg"), overrides)
-        result = pretrain(config, args.workdir, progress=not args.no_progress)
-    except Preempted as e:
-        print(str(e), file=sys.stderr)
-        return 0
-    except NonFiniteLoss as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except (FileNotFoundError, ValueError) as e:  # config, shards or workdir unusable (names the file)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if jax.process_index() == 0:
-        last = result.losses.get(result.step)
-        print(f"{args.workdir}: trained to step {result.step}" + (f", loss {last:.4f}" if last is not None else "")
-              + "".join(f", {k} {v:.4f}" for k, v in result.last_eval.items()))
-    return 0
-
-
-def _evaluate(args: argparse.Namespace, rest: list[str]) -> int:
-    """One downstream task program (experiments/tasks/TASK.py): its own options are parsed there."""
-    from experiments.tasks import TASKS, get_task
-
-    if args.task is None or args.task in ("-h", "--help"):
-        print("usage: biocodec-jax evaluate TASK --data DIR --codec CKPT_OR_WORKDIR [options]\n"
-              f"tasks: {', '.join(TASKS)}\nsee `biocodec-jax evaluate TASK --help` for a task's options\n\n"
-              "examples:\n"
-              "  biocodec-jax evaluate eegmmi --data ../shared/data/eegmmidb --codec runs/demo/codec\n"
-              "  biocodec-jax evaluate bonn --data ../shared/data/bonn_epilepsy --codec original.pt --protocol low-resource")
-        asked = args.task is not None or any(a in ("-h", "--help") for a in rest)
-        return 0 if asked else 2
-    try:
-        task = get_task(args.task)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from experiments.tasks import common
-
-    return common.main(task, rest, prog=f"biocodec-jax evaluate {task.NAME}")
-
-
-def _convert(args: argparse.Namespace, rest: list[str]) -> int:
-    """Between the original's PyTorch checkpoints and our codec format (interop.torch_checkpoint).
-
-    Exit 0 on success; 2, with ``error: ...`` on stderr, for anything wrong with the input or output.
-    """
-    from pathlib import Path
-
-    def fail(message: str) -> int:
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-
-    output = Path(args.output)
-    if args.from_torch is not None:
-        if args.step is not None or args.epoch is not None:
-            return fail("--step and --epoch are for --to-torch")
-        if output.is_file():
-            return fail(f"{output}: exists and is a file; --output is the directory to write the codec into")
-        if output.is_dir() and any(output.iterdir()) and not args.force:
-            return fail(f"{output}: exists and is not empty; choose a new directory or pass --force to overwrite")
-    else:
-        if args.preset is not None:
-            return fail("--preset is for --from-torch (the exported checkpoint is the codec's own architecture)")
-        if output.is_dir():
-            return fail(f"{output}: is a directory; --output is the .pt file to write")
-        if output.exists() and not args.force:
-            return fail(f"{output}: exists; choose a new file name or pass --force to overwrite")
-        if not output.parent.is_dir():
-            return fail(f"{output.parent}: no such directory (for --output {output})")
-
-    from biocodec_jax.interop.torch_checkpoint import CheckpointError
-
-    try:
-        if args.from_torch is not None:
-            from biocodec_jax import Codec
-
-            codec = Codec.from_torch_checkpoint(args.from_torch, config=args.preset)
-            codec.save(output)
-            print(f"{output}: the {codec.config.preset} codec from {args.from_torch} "
-                  f"({len(codec.to_torch_state_dict())} tensors); load it with Codec.load({str(output)!r})")
-        else:
-            from biocodec_jax.interop.torch_checkpoint import export_torch_checkpoint
-
-            obj = export_torch_checkpoint(args.to_torch, output, step=args.step, epoch=args.epoch or 0)
-            adam = obj["optimizer_state_dict"]["state"]
-            step = obj["scheduler_state_dict"]["last_epoch"]
-            print(f"{output}: the original's training checkpoint from {args.to_torch} "
-                  f"({len(obj['model_state_dict'])} model tensors, "
-                  + (f"Adam state at step {step})" if adam else "no Adam state: a fresh optimiser)"))
-    except (CheckpointError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
-        return fail(str(err))
-    except (ValueError, RuntimeError) as err:  # e.g. a wrong --step, no readable training checkpoint
-        source = args.from_torch or args.to_torch
-        return fail(str(err) if Path(source).name in str(err) else f"{source}: {err}")
-    return 0
-
-
-def _tokens_io(args: argparse.Namespace, rest: list[str]) -> int:
-    """``tokenize`` / ``reconstruct``: every file, bad ones reported and skipped; exit 1 if any failed.
-
-    An output that is already there is left as it is and counted as already done (exit 0: re-running
-    the command on a grown corpus does the new files only); ``--force`` recomputes it."""
-    from biocodec_jax import Codec, tokenizer
-    from biocodec_jax.interop.torch_checkpoint import CheckpointError
-
-    try:
-        codec = Codec.open(args.codec).with_numerics(args.precision)
-        if args.command == "tokenize":
-            report = tokenizer.tokenize_files(codec, args.input, args.output, n_q=args.n_q, progress=not args.no_progress,
-                                              force=args.force)
-        else:
-            report = tokenizer.reconstruct_files(codec, args.input, args.output, progress=not args.no_progress,
-                                                 force=args.force)
-    except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for path, target in report.get("existing", []):
-        print(f"already done {path}: {target} {tokenizer.EXISTS_REASON}", file=sys.stderr)
-    for path, channel, reason in report.get("dropped", []):
-        print(f"dropped channel {channel!r} of {path}: {reason}; tokenized the others", file=sys.stderr)
-    for path, reason in report["failed"]:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
-    print(f"{args.command}: {len(report['written'])} written to {args.output}"
-          + (f", {len(report['existing'])} already done (outputs there; --force recomputes them)" if report.get("existing") else "")
-          + f", {len(report['failed'])} skipped"
-          + (f", {len(report['dropped'])} channel(s) left out" if report.get("dropped") else ""))
-    return 1 if report["failed"] else 0
-
-
-def _info(args: argparse.Namespace, rest: list[str]) -> int:
-    """Print what the codec at ``args.codec`` is (biocodec_jax.info); exit 2 naming the file if it is none."""
-    from biocodec_jax import info
-    from biocodec_jax.interop.torch_checkpoint import CheckpointError
-
-    try:
-        facts = info.describe(args.codec, args.step)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(info.to_json(facts) if args.json else info.format_facts(facts))
-    return 0
-
-
-_CONVERT_EPILOG = """\
-examples:
-  # the original's training checkpoint (or a .pt / .npz state dict) -> our codec directory
-  biocodec-jax convert --from-torch biocodec_eeg.pt --output codecs/eeg
-  # name the architecture instead of recognising it from the shapes
-  biocodec-jax convert --from-torch weights.npz --output codecs/emg --preset emg
-
-  # our codec (Codec.save) -> the original's training checkpoint, empty Adam state
-  biocodec-jax convert --to-torch codecs/eeg --output biocodec_eeg.pt
-  # a training run (latest, or --step N) -> the original's checkpoint with Adam's moments
-  # and step count (the structure of the original's own checkpoints; torch.load(..., weights_only=True) reads it)
-  biocodec-jax convert --to-torch runs/pretrain_eeg --output resume.pt --epoch 3
-
-Writing .pt files does not need PyTorch; reading never executes code from the file.
-Exit status: 0 on success, 2 on a missing, unreadable or mismatched input (the message names it).
-"""
-
-
-def _report(args: argparse.Namespace, rest: list[str]) -> int:
-    """Write a codec's report on one recording (biocodec_jax.reports); exit 2 naming the file if unusable."""
-    import json
-    from pathlib import Path
-
-    from biocodec_jax import Codec, reports
-    from biocodec_jax.interop.torch_checkpoint import CheckpointError
-    from data_pipelines.errors import RecordingError
-    from data_pipelines.readers import recording_format
-
-    def fail(message: str, path: str | None = None) -> int:
-        named = message if path is None or str(path) in message else f"{path}: {message}"
-        print(f"error: {named}", file=sys.stderr)
-        return 2
-
-    if args.channels < 1:
-        return fail(f"--channels must be at least 1; got {args.channels}")
-    try:
-        codec = Codec.open(args.codec)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        return fail(str(err), args.codec)
-    name = Path(args.input).name
-    try:
-        name = name[: -len(recording_format(name))]
-    except RecordingError:
-        name = Path(name).stem  # reading will say what is wrong with it
-    output = Path(args.output) if args.output is not None else Path(f"{name}_report")
-    if sys.stderr.isatty():  # a minute or so for a long many-channel recording; logs keep only the outcome
-        print(f"coding {args.input} with 1..{codec.n_q} quantizers and drawing the figures ...", file=sys.stderr)
-    try:
-        paths = reports.write_report(codec, args.input, output, max_plot_channels=args.channels,
-                                     excerpt_seconds=args.excerpt, codec_source=str(args.codec))
-    except (RecordingError, ValueError, OSError) as err:  # TokenizeError is both
-        return fail(str(err), args.input)
-    results = json.loads(paths["json"].read_text())
-    summary, dropped = results["summary"], results["recording"].get("dropped_channels") or []
-    corr, sdr = summary["correlation"]["mean"], summary["si_sdr_db"]["mean"]
-    for d in dropped:
-        print(f"left out channel {d['channel']!r} of {args.input}: {d['reason']}; reported on the others", file=sys.stderr)
-    print(f"{paths['markdown']}: report on {args.input} (mean correlation "
-          + ("n/a" if corr is None else f"{corr:.3f}") + ", mean SI-SDR " + ("n/a" if sdr is None else f"{sdr:.2f} dB")
-          + (f"; {len(dropped)} channel(s) left out, listed in the report" if dropped else "")
-          + f"); figures in {paths['markdown'].parent / 'figures'}")
-    return 0
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """Wraps one-paragraph descriptions to the terminal; keeps text with its own line breaks (examples) as written."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if "\n" in text:
-            return "".join(indent + line for line in text.splitlines(keepends=True))
-        return super()._fill_text(text, width, indent)
-
-
 _PREPARE_EPILOG = """\
 examples:
   # a folder of EDF/BDF/GDF/FIF/EEGLAB/BrainVision files -> 5-s windows at 250 Hz
@@ -340,34 +164,8 @@ finishes the job. A truncated EDF/BDF is rejected unless --salvage: then its rea
 records are kept, logged, and noted under "salvaged" in its manifest entry.
 """
 
-_PRETRAIN_EPILOG = """\
-examples:
-  biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --data shards/tueg --workdir runs/eeg
-  # a quick look on a tiny model
-  biocodec-jax pretrain --preset tiny --data shards/my_eeg --workdir runs/tiny --steps 50 --batch-size 16
-  # several hosts: the same command on each, with its own --process-id
-  biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --data shards/tueg --workdir runs/eeg \\
-      --coordinator-address 10.0.0.1:1234 --num-processes 4 --process-id 0
-  (experiments/launch/ has TPU pod, SLURM and local multi-process scripts)
 
-Re-running the same command resumes from the latest readable checkpoint, on any number of devices.
-"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from biocodec_jax import __version__
-
-    parser = argparse.ArgumentParser(prog="biocodec-jax", description="BioCodec, the neural-codec tokenizer for EEG and EMG, in JAX.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # The demo's own options are parsed by experiments.quickstart (forwarded unparsed here).
-    demo = sub.add_parser(
-        "demo", add_help=False, help="train the EEG codec for a few minutes on bundled real EEG and test it on a held-out subject"
-    )
-    demo.set_defaults(func=_demo, forward=True)
-
-    from data_pipelines.datasets import DATASETS  # light: no MNE reader is imported until used
-
+def _add_prepare(sub) -> None:
     prep = sub.add_parser(
         "prepare",
         help="turn a folder of recordings into shards for training (resumable; bad files are reported and skipped)",
@@ -391,6 +189,73 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     prep.set_defaults(func=_prepare)
 
+
+# ---------------------------------------------------------------------------------------------
+# pretrain
+
+
+def _pretrain_config(args: argparse.Namespace):
+    """The run's Config: --config (or --preset, default eeg), then the flags, then --set overrides."""
+    overrides = list(args.set)
+    for flag, key in (("data", "train.data"), ("steps", "train.steps"), ("batch_size", "train.batch_size"),
+                      ("checkpoint_every", "train.checkpoint_every"), ("seed", "train.seed")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.config is not None:
+        config = load_config(args.config, overrides)
+        if args.preset is not None and args.preset != config.preset:
+            raise ValueError(f"--preset {args.preset} conflicts with {args.config} (preset {config.preset}); use one")
+        return config
+    return apply_overrides(preset(args.preset or "eeg"), overrides)
+
+
+def _pretrain(args: argparse.Namespace, rest: list[str]) -> int:
+    """Data-parallel pretraining with Orbax checkpoints; resumes from the workdir (training.loop)."""
+    from biocodec_jax.training import parallel
+
+    # Before anything touches a device: join the multi-host job if there is one.
+    parallel.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+    import jax
+
+    from biocodec_jax.training.loop import NonFiniteLoss, Preempted, pretrain
+
+    logging.basicConfig(
+        level=logging.INFO if jax.process_index() == 0 else logging.WARNING,
+        format=f"pretrain[{jax.process_index()}]: %(message)s",
+    )
+    try:
+        result = pretrain(_pretrain_config(args), args.workdir, progress=not args.no_progress)
+    except Preempted as e:
+        print(str(e), file=sys.stderr)
+        return 0
+    except NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (FileNotFoundError, ValueError) as e:  # config, shards or workdir unusable (names the file)
+        return _fail(str(e))
+    if jax.process_index() == 0:
+        last = result.losses.get(result.step)
+        print(f"{args.workdir}: trained to step {result.step}" + (f", loss {last:.4f}" if last is not None else "")
+              + "".join(f", {k} {v:.4f}" for k, v in result.last_eval.items()))
+    return 0
+
+
+_PRETRAIN_EPILOG = """\
+examples:
+  biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --data shards/tueg --workdir runs/eeg
+  # a quick look on a tiny model
+  biocodec-jax pretrain --preset tiny --data shards/my_eeg --workdir runs/tiny --steps 50 --batch-size 16
+  # several hosts: the same command on each, with its own --process-id
+  biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --data shards/tueg --workdir runs/eeg \\
+      --coordinator-address 10.0.0.1:1234 --num-processes 4 --process-id 0
+  (experiments/launch/ has TPU pod, SLURM and local multi-process scripts)
+
+Re-running the same command resumes from the latest readable checkpoint, on any number of devices.
+"""
+
+
+def _add_pretrain(sub) -> None:
     pre = sub.add_parser(
         "pretrain",
         help="pretrain the codec data-parallel over all devices of all hosts; resumes from --workdir",
@@ -414,14 +279,85 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.set_defaults(func=_pretrain)
 
-    # Each task program parses its own options (experiments/tasks/common.py); they are forwarded.
-    ev = sub.add_parser(
-        "evaluate", add_help=False,
-        help="run a downstream task (linear probe, token classifier, PyTorch baselines) with a frozen codec",
-    )
-    ev.add_argument("task", nargs="?", help="tuab, tuev, sleep_edf, bciiv2a, eegmmi, kaggle_ern, bonn, emg_gestures")
-    ev.set_defaults(func=_evaluate, forward=True)
 
+# ---------------------------------------------------------------------------------------------
+# convert
+
+
+def _convert_output_problem(args: argparse.Namespace, output: Path) -> str | None:
+    """What is wrong with the flags or ``--output`` before anything is read (None: nothing)."""
+    if args.from_torch is not None:
+        if args.step is not None or args.epoch is not None:
+            return "--step and --epoch are for --to-torch"
+        if output.is_file():
+            return f"{output}: exists and is a file; --output is the directory to write the codec into"
+        if output.is_dir() and any(output.iterdir()) and not args.force:
+            return f"{output}: exists and is not empty; choose a new directory or pass --force to overwrite"
+        return None
+    if args.preset is not None:
+        return "--preset is for --from-torch (the exported checkpoint is the codec's own architecture)"
+    if output.is_dir():
+        return f"{output}: is a directory; --output is the .pt file to write"
+    if output.exists() and not args.force:
+        return f"{output}: exists; choose a new file name or pass --force to overwrite"
+    if not output.parent.is_dir():
+        return f"{output.parent}: no such directory (for --output {output})"
+    return None
+
+
+def _convert(args: argparse.Namespace, rest: list[str]) -> int:
+    """Between the original's PyTorch checkpoints and our codec format (interop.torch_checkpoint).
+
+    Exit 0 on success; 2, with ``error: ...`` on stderr, for anything wrong with the input or output.
+    """
+    output = Path(args.output)
+    problem = _convert_output_problem(args, output)
+    if problem is not None:
+        return _fail(problem)
+
+    from biocodec_jax.codec import Codec
+    from biocodec_jax.interop.torch_checkpoint import CheckpointError, export_torch_checkpoint
+
+    try:
+        if args.from_torch is not None:
+            codec = Codec.from_torch_checkpoint(args.from_torch, config=args.preset)
+            codec.save(output)
+            print(f"{output}: the {codec.config.preset} codec from {args.from_torch} "
+                  f"({len(codec.to_torch_state_dict())} tensors); load it with Codec.load({str(output)!r})")
+        else:
+            obj = export_torch_checkpoint(args.to_torch, output, step=args.step, epoch=args.epoch or 0)
+            adam = obj["optimizer_state_dict"]["state"]
+            step = obj["scheduler_state_dict"]["last_epoch"]
+            print(f"{output}: the original's training checkpoint from {args.to_torch} "
+                  f"({len(obj['model_state_dict'])} model tensors, "
+                  + (f"Adam state at step {step})" if adam else "no Adam state: a fresh optimiser)"))
+    except (CheckpointError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
+        return _fail(str(err))
+    except (ValueError, RuntimeError) as err:  # e.g. a wrong --step, no readable training checkpoint
+        source = args.from_torch or args.to_torch
+        return _fail(str(err) if Path(source).name in str(err) else f"{source}: {err}")
+    return 0
+
+
+_CONVERT_EPILOG = """\
+examples:
+  # the original's training checkpoint (or a .pt / .npz state dict) -> our codec directory
+  biocodec-jax convert --from-torch biocodec_eeg.pt --output codecs/eeg
+  # name the architecture instead of recognising it from the shapes
+  biocodec-jax convert --from-torch weights.npz --output codecs/emg --preset emg
+
+  # our codec (Codec.save) -> the original's training checkpoint, empty Adam state
+  biocodec-jax convert --to-torch codecs/eeg --output biocodec_eeg.pt
+  # a training run (latest, or --step N) -> the original's checkpoint with Adam's moments
+  # and step count (the structure of the original's own checkpoints; torch.load(..., weights_only=True) reads it)
+  biocodec-jax convert --to-torch runs/pretrain_eeg --output resume.pt --epoch 3
+
+Writing .pt files does not need PyTorch; reading never executes code from the file.
+Exit status: 0 on success, 2 on a missing, unreadable or mismatched input (the message names it).
+"""
+
+
+def _add_convert(sub) -> None:
     conv = sub.add_parser(
         "convert",
         help="convert between the original's PyTorch checkpoints and our codec format (both ways)",
@@ -444,6 +380,25 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--force", action="store_true", help="overwrite an existing --output")
     conv.set_defaults(func=_convert)
 
+
+# ---------------------------------------------------------------------------------------------
+# info
+
+
+def _info(args: argparse.Namespace, rest: list[str]) -> int:
+    """Print what the codec at ``args.codec`` is (biocodec_jax.info); exit 2 naming the file if it is none."""
+    from biocodec_jax import info
+    from biocodec_jax.interop.torch_checkpoint import CheckpointError
+
+    try:
+        facts = info.describe(args.codec, args.step)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        return _fail(str(err))
+    print(info.to_json(facts) if args.json else info.format_facts(facts))
+    return 0
+
+
+def _add_info(sub) -> None:
     inf = sub.add_parser(
         "info",
         help="what a codec is: preset, sampling and frame rate, bitrate, parameters, training step and data",
@@ -458,6 +413,49 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--json", action="store_true", help="print JSON instead of aligned lines")
     inf.set_defaults(func=_info)
 
+
+# ---------------------------------------------------------------------------------------------
+# tokenize, reconstruct
+
+
+def _tokens_io(args: argparse.Namespace, rest: list[str]) -> int:
+    """``tokenize`` / ``reconstruct``: every file, bad ones reported and skipped; exit 1 if any failed.
+
+    An output that is already there is left as it is and counted as already done (exit 0: re-running
+    the command on a grown corpus does the new files only); ``--force`` recomputes it."""
+    from biocodec_jax import tokenizer
+    from biocodec_jax.codec import Codec
+    from biocodec_jax.interop.torch_checkpoint import CheckpointError
+
+    try:
+        codec = Codec.open(args.codec).with_numerics(args.precision)
+        if args.command == "tokenize":
+            report = tokenizer.tokenize_files(codec, args.input, args.output, n_q=args.n_q, progress=not args.no_progress,
+                                              force=args.force)
+        else:
+            report = tokenizer.reconstruct_files(codec, args.input, args.output, progress=not args.no_progress,
+                                                 force=args.force)
+    except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as err:
+        return _fail(str(err))
+    for path, target in report.get("existing", []):
+        print(f"already done {path}: {target} {tokenizer.EXISTS_REASON}", file=sys.stderr)
+    for path, channel, reason in report.get("dropped", []):
+        print(f"dropped channel {channel!r} of {path}: {reason}; tokenized the others", file=sys.stderr)
+    for path, reason in report["failed"]:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"{args.command}: {len(report['written'])} written to {args.output}"
+          + (f", {len(report['existing'])} already done (outputs there; --force recomputes them)" if report.get("existing") else "")
+          + f", {len(report['failed'])} skipped"
+          + (f", {len(report['dropped'])} channel(s) left out" if report.get("dropped") else ""))
+    return 1 if report["failed"] else 0
+
+
+def _add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="compute dtype of the encoder/decoder (bfloat16: faster on GPUs/TPUs; a few codes differ)")
+
+
+def _add_tokenize(sub) -> None:
     tok = sub.add_parser(
         "tokenize",
         help="recordings (EDF, BDF, GDF, FIF, EEGLAB, BrainVision) -> tokens (*_tokens.npz), with the codec's preparation",
@@ -479,10 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--force", action="store_true",
                      help="recompute and overwrite outputs already in --output (default: leave them, already done)")
     tok.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tok.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
-                     help="compute dtype of the encoder/decoder (bfloat16: faster on GPUs/TPUs; a few codes differ)")
+    _add_precision(tok)
     tok.set_defaults(func=_tokens_io)
 
+
+def _add_reconstruct(sub) -> None:
     rec = sub.add_parser(
         "reconstruct",
         help="tokens (*_tokens.npz) -> recordings (*_recon_raw.fif) in physical units at the original rate",
@@ -498,10 +497,59 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--force", action="store_true",
                      help="recompute and overwrite outputs already in --output (default: leave them, already done)")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar")
-    rec.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
-                     help="compute dtype of the encoder/decoder (bfloat16: faster on GPUs/TPUs; a few codes differ)")
+    _add_precision(rec)
     rec.set_defaults(func=_tokens_io)
 
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def _report_name(path: str) -> str:
+    """The recording's name without its format's suffix (``S004R04.edf`` -> ``S004R04``, ``x.fif.gz`` -> ``x``)."""
+    name = Path(path).name
+    try:
+        return name[: -len(recording_format(name))]
+    except RecordingError:
+        return Path(name).stem  # reading will say what is wrong with it
+
+
+def _report(args: argparse.Namespace, rest: list[str]) -> int:
+    """Write a codec's report on one recording (biocodec_jax.reports); exit 2 naming the file if unusable."""
+    from biocodec_jax import reports
+    from biocodec_jax.codec import Codec
+    from biocodec_jax.interop.torch_checkpoint import CheckpointError
+
+    def fail(message: str, path: str | None = None) -> int:
+        return _fail(message if path is None or str(path) in message else f"{path}: {message}")
+
+    if args.channels < 1:
+        return fail(f"--channels must be at least 1; got {args.channels}")
+    try:
+        codec = Codec.open(args.codec)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        return fail(str(err), args.codec)
+    output = Path(args.output) if args.output is not None else Path(f"{_report_name(args.input)}_report")
+    if sys.stderr.isatty():  # a minute or so for a long many-channel recording; logs keep only the outcome
+        print(f"coding {args.input} with 1..{codec.n_q} quantizers and drawing the figures ...", file=sys.stderr)
+    try:
+        paths = reports.write_report(codec, args.input, output, max_plot_channels=args.channels,
+                                     excerpt_seconds=args.excerpt, codec_source=str(args.codec))
+    except (RecordingError, ValueError, OSError) as err:  # TokenizeError is both
+        return fail(str(err), args.input)
+    results = json.loads(paths["json"].read_text())
+    summary, dropped = results["summary"], results["recording"].get("dropped_channels") or []
+    corr, sdr = summary["correlation"]["mean"], summary["si_sdr_db"]["mean"]
+    for d in dropped:
+        print(f"left out channel {d['channel']!r} of {args.input}: {d['reason']}; reported on the others", file=sys.stderr)
+    print(f"{paths['markdown']}: report on {args.input} (mean correlation "
+          + ("n/a" if corr is None else f"{corr:.3f}") + ", mean SI-SDR " + ("n/a" if sdr is None else f"{sdr:.2f} dB")
+          + (f"; {len(dropped)} channel(s) left out, listed in the report" if dropped else "")
+          + f"); figures in {paths['markdown'].parent / 'figures'}")
+    return 0
+
+
+def _add_report(sub) -> None:
     rep = sub.add_parser(
         "report",
         help="how well a codec codes a recording: report.md + report.json + figures (signals, PSD, bands, "
@@ -522,6 +570,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--excerpt", type=float, default=10.0, metavar="SECONDS",
                      help="length of the drawn excerpt, from the middle of the recording (default 10)")
     rep.set_defaults(func=_report)
+
+
+# ---------------------------------------------------------------------------------------------
+
+# The subcommands in the order `biocodec-jax --help` lists them.
+SUBCOMMANDS = (_add_demo, _add_prepare, _add_pretrain, _add_evaluate, _add_convert, _add_info, _add_tokenize,
+               _add_reconstruct, _add_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="biocodec-jax", description="BioCodec, the neural-codec tokenizer for EEG and EMG, in JAX.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 

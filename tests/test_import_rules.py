@@ -7,8 +7,9 @@
    cycle held apart by a function-local import is still two modules that need each other); imports
    under ``if TYPE_CHECKING:`` do not, as they never run.
 3. A function-local import is of an optional dependency (:data:`OPTIONAL`), or of one of our modules
-   that needs one at import time; every other import is at the top of its module, where a reader sees
-   what the module depends on.
+   that needs one at import time, or, in the files of :data:`LAZY_COMPUTE` only, of JAX and the modules
+   that import it; every other import is at the top of its module, where a reader sees what the module
+   depends on.
 
 Each failure names ``file:line`` of the import. :func:`scan` takes any root, so the tests at the end
 check the checker on a planted tree.
@@ -32,6 +33,14 @@ OPTIONAL = {
     "matplotlib": "figures only (report, confusion matrices); ~0.5 s to import, and the library computes without it",
     "tensorboardX": "TensorBoard event files, written by process 0 only when a run logs to TensorBoard",
 }
+
+# Files that may import the compute stack (HEAVY, or our modules that import it) inside a function,
+# each with why.
+LAZY_COMPUTE = {
+    "biocodec_jax/cli.py": "each of prepare's spawned workers re-imports the console script, and --help runs it: "
+    "neither should pay ~1.3 s and ~180 MB for JAX, Orbax and Grain; a command imports them when it runs",
+}
+HEAVY = ("jax", "jaxlib", "flax", "optax", "orbax", "grain")
 
 
 @dataclass(frozen=True)
@@ -204,10 +213,10 @@ def cycle_violations(modules: set[str], imports: list[Import]) -> list[str]:
     return out
 
 
-def needs_optional(modules: set[str], imports: list[Import]) -> set[str]:
-    """Our modules that import an optional dependency when imported (directly or through ours)."""
+def needs(modules: set[str], imports: list[Import], externals) -> set[str]:
+    """Our modules that import one of the ``externals`` (top-level names) when imported, directly or through ours."""
     top_level = [i for i in imports if not i.local and not i.type_checking]
-    needing = {i.source for i in top_level if _top(i.target) in OPTIONAL}
+    needing = {i.source for i in top_level if _top(i.target) in externals}
     grown = True
     while grown:
         more = {i.source for i in top_level if i.target in needing} - needing
@@ -217,12 +226,16 @@ def needs_optional(modules: set[str], imports: list[Import]) -> set[str]:
 
 
 def local_import_violations(modules: set[str], imports: list[Import]) -> list[str]:
-    optional = needs_optional(modules, imports)
+    optional = needs(modules, imports, OPTIONAL)
+    heavy = needs(modules, imports, HEAVY)
     found = {}
     for i in imports:
-        if i.local and not i.type_checking and not i.implied and _top(i.target) not in OPTIONAL and i.target not in optional:
-            found[(i.path, i.line, i.target)] = (f"{i.where()}: function-local import of {i.target} (not an optional "
-                                                 "dependency; import it at the top of the module)")
+        if not i.local or i.type_checking or i.implied or _top(i.target) in OPTIONAL or i.target in optional:
+            continue
+        if str(i.path) in LAZY_COMPUTE and (_top(i.target) in HEAVY or i.target in heavy):
+            continue
+        found[(i.path, i.line, i.target)] = (f"{i.where()}: function-local import of {i.target} (not an optional "
+                                             "dependency; import it at the top of the module)")
     return _sorted(found)
 
 

@@ -7,13 +7,13 @@ variant)`` -> :class:`~biocodec_jax.evaluation.dataset.LabelledWindows` and ``ma
 :mod:`experiments.tasks.common` does the rest.
 """
 
+import importlib
+
 TASKS = ("tuab", "tuev", "sleep_edf", "bciiv2a", "eegmmi", "kaggle_ern", "bonn", "emg_gestures")
 
 
 def get_task(name: str):
     """The task module called ``name`` (a clear error listing the tasks otherwise)."""
-    import importlib
-
     key = name.replace("-", "_").lower()
     if key not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")

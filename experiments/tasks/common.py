@@ -20,6 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+import yaml
+
+from biocodec_jax.codec import Codec
+from biocodec_jax.config import apply_overrides, dataclass_from_dict, save_config, to_dict
+from biocodec_jax.evaluation.dataset import DatasetError
+from biocodec_jax.evaluation.runner import CODEC_METHODS, EvalConfig, run_evaluation
+from data_pipelines.errors import RecordingError
+from experiments.tasks import TASKS, get_task
+
 log = logging.getLogger("evaluate")
 
 EXAMPLES = """examples:
@@ -80,18 +89,11 @@ class SkippedFiles:
 
 def load_codec(path: str):
     """Our codec directory / training workdir (``Codec.load``) or the original's checkpoint (``.pt``/``.npz``)."""
-    from biocodec_jax import Codec
-
     return Codec.open(path)
 
 
 def eval_config(args: argparse.Namespace):
     """The resolved :class:`EvalConfig`: file, then flags, then ``--set`` overrides."""
-    import yaml
-
-    from biocodec_jax.config import apply_overrides, dataclass_from_dict
-    from biocodec_jax.evaluation.runner import EvalConfig
-
     data = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     config = dataclass_from_dict(EvalConfig, data or {})
     overrides = []
@@ -108,11 +110,6 @@ def eval_config(args: argparse.Namespace):
 
 def main(task: ModuleType, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run ``task`` from the command line; exit 0 on success, 2 on a bad dataset or argument."""
-    from biocodec_jax.config import save_config, to_dict
-    from biocodec_jax.evaluation.dataset import DatasetError
-    from biocodec_jax.evaluation.runner import CODEC_METHODS, run_evaluation
-    from data_pipelines.errors import RecordingError
-
     args = build_parser(task, prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {task.NAME}: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax reports every checkpoint read at INFO
@@ -163,3 +160,25 @@ def main(task: ModuleType, argv: Sequence[str] | None = None, prog: str | None =
     print(f"wrote {output}/results.json, results.md, confusion_matrix.png in {time.time() - started:.0f} s "
           f"(eval config: {output}/config.yaml; {to_dict(config)['protocol']} protocol)")
     return 0
+
+
+def evaluate(argv: Sequence[str] | None = None, prog: str = "python -m experiments.tasks.common") -> int:
+    """``TASK [options]``: the task program called TASK (``biocodec-jax evaluate``, the entry point
+    ``evaluate`` of the group ``biocodec_jax.programs``). No TASK: the list of tasks (exit 0 when help was
+    asked for, else 2); an unknown one: exit 2 naming the tasks."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = argv[0] if argv else None
+    if name is None or name in ("-h", "--help"):
+        print(f"usage: {prog} TASK --data DIR --codec CKPT_OR_WORKDIR [options]\n"
+              f"tasks: {', '.join(TASKS)}\nsee `{prog} TASK --help` for a task's options\n\n"
+              "examples:\n"
+              "  biocodec-jax evaluate eegmmi --data ../shared/data/eegmmidb --codec runs/demo/codec\n"
+              "  biocodec-jax evaluate bonn --data ../shared/data/bonn_epilepsy --codec original.pt --protocol low-resource")
+        asked = name is not None or any(a in ("-h", "--help") for a in argv)
+        return 0 if asked else 2
+    try:
+        task = get_task(name)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return main(task, argv[1:], prog=f"{prog} {task.NAME}")
