@@ -7,13 +7,16 @@
 
 Every channel is coded on its own, as in the original: ``[B, C, T]`` is treated as ``B*C``
 single-channel items. Inputs may be numpy or JAX arrays of any length; outputs are JAX arrays.
-Compiled functions are cached per input shape.
+Compiled functions are cached per input shape. Where a codec lives on disk (a saved codec, a
+training run, the original's ``.pt``) is :mod:`biocodec_jax.storage`'s business; this class builds
+on what it reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,39 +28,55 @@ from flax import nnx
 
 from biocodec_jax import config as config_lib
 from biocodec_jax import model as model_lib
+from biocodec_jax import storage, streaming, tokenizer
 from biocodec_jax.config import CodecConfig, Config, Numerics
 from biocodec_jax.interop import torch_checkpoint
+from biocodec_jax.interop.torch_writer import write_torch_file
+from biocodec_jax.quantization import rvq
 from biocodec_jax.quantization.codebook import CodebookState
 
-CONFIG_FILE = "config.json"
-ARRAYS_DIR = "arrays"
-# What the codec was trained on, beside its weights: {"preprocessing": the `prepare` config of its
-# training data (a plain dict, so that this core module needs no data-pipeline import),
-# "training": {"step", "data", "workdir"}}. A saved codec keeps it in this file; a training run
-# keeps the preprocessing in its workdir (written by the training loop) and the rest in its checkpoints.
-METADATA_FILE = "metadata.json"
-PREPROCESSING_FILE = "preprocessing.json"
+# The file names of a saved codec, kept here for existing imports (their home is biocodec_jax.storage).
+from biocodec_jax.storage import ARRAYS_DIR, CONFIG_FILE, METADATA_FILE, PREPROCESSING_FILE  # noqa: F401
+
+FINGERPRINT_CHARS = 16  # hex digits of Codec.fingerprint
+
+
+# The compiled pure functions over single-channel items [N, T] (codes [N, T', K]); the benchmarks
+# lower them ahead of time.
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _embed(graphdef, params, x):
+def embed_items(graphdef, params, x):
     return model_lib.embed(graphdef, params, x)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
-def _encode(graphdef, params, codebooks, x, n_q):
+def encode_items(graphdef, params, codebooks, x, n_q):
     return model_lib.encode(graphdef, params, codebooks, x, n_q)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def encode_items_with_embeddings(graphdef, params, codebooks, x, n_q, pool):
+    """(codes ``[N, T', n_q]``, encoder output ``[N, T', D]``, or its mean over frames ``[N, D]`` if ``pool``):
+    one encoder pass for both (the features of the downstream evaluation)."""
+    model = nnx.merge(graphdef, params)
+    emb = model.embed(x)
+    return rvq.encode(model.quantizer, codebooks, emb, n_q), (jnp.mean(emb, axis=1) if pool else emb)
+
+
 @functools.partial(jax.jit, static_argnums=0)
-def _decode(graphdef, params, codebooks, codes):
+def decode_items(graphdef, params, codebooks, codes):
     return model_lib.decode(graphdef, params, codebooks, codes)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
-def _reconstruct(graphdef, params, codebooks, x, n_q):
+def reconstruct_items(graphdef, params, codebooks, x, n_q):
     codes = model_lib.encode(graphdef, params, codebooks, x, n_q)
     return model_lib.decode(graphdef, params, codebooks, codes)[:, : x.shape[-1]]
+
+
+# Old private names: experiments/benchmarks (compare_pytorch, device_suite) still call these.
+_embed, _encode, _decode, _reconstruct = embed_items, encode_items, decode_items, reconstruct_items
 
 
 def _as_items(x: Any, name: str = "x") -> tuple[jax.Array, tuple[int, int]]:
@@ -68,24 +87,6 @@ def _as_items(x: Any, name: str = "x") -> tuple[jax.Array, tuple[int, int]]:
     if x.shape[-1] < 1:
         raise ValueError(f"{name} has no samples")
     return x.reshape(-1, x.shape[-1]).astype(jnp.float32), x.shape[:2]
-
-
-def _has_checkpoints(directory: Path) -> bool:
-    """Whether ``directory`` is a training workdir (``checkpoints/``) or a checkpoints directory (step dirs)."""
-    if (directory / "checkpoints").is_dir():
-        return True
-    return directory.is_dir() and any(p.is_dir() and p.name.isdigit() for p in directory.iterdir())
-
-
-def _run_metadata(directory: Path, config: Config, step: int) -> dict:
-    """Provenance of a training run's checkpoint: its step and data, and the preprocessing file the
-    training loop wrote into the workdir (``directory`` is the workdir or its checkpoints directory)."""
-    workdir = directory if (directory / "checkpoints").is_dir() else directory.parent
-    metadata: dict = {"training": {"step": int(step), "data": config.train.data or None, "workdir": str(workdir)}}
-    prep_file = workdir / PREPROCESSING_FILE
-    if prep_file.is_file():
-        metadata["preprocessing"] = json.loads(prep_file.read_text())
-    return metadata
 
 
 @dataclasses.dataclass
@@ -152,7 +153,7 @@ class Codec:
         preset name) is given. Nothing in the file is executed; any missing, unexpected or mis-shaped
         key raises :class:`~biocodec_jax.interop.torch_checkpoint.CheckpointError` naming it.
         """
-        sd = torch_checkpoint.load_state_dict(path)
+        sd = torch_checkpoint.load_state_dict(path)  # the original's format: its home is interop
         if config is None:
             codec_cfg = torch_checkpoint.infer_codec_config(sd, str(path))
             config = config_lib.preset("eeg" if codec_cfg == config_lib.preset("eeg").codec else "emg")
@@ -165,10 +166,9 @@ class Codec:
     def open(cls, path: str | Path) -> "Codec":
         """Whatever ``path`` holds: a saved codec or training run (:meth:`load`), or the original's
         ``.pt`` / ``.npz`` (:meth:`from_torch_checkpoint`)."""
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"{path}: no such codec; give a codec directory, a training workdir or a .pt/.npz file")
-        return cls.from_torch_checkpoint(p) if p.is_file() else cls.load(p)
+        if storage.path_kind(path) is storage.PathKind.TORCH:
+            return cls.from_torch_checkpoint(path)
+        return cls.load(path)
 
     def to_torch_state_dict(self) -> dict[str, np.ndarray]:
         """The weights under the original's state-dict keys and layouts (numpy arrays)."""
@@ -183,8 +183,6 @@ class Codec:
         :func:`~biocodec_jax.interop.torch_checkpoint.to_torch_checkpoint`. A training run's
         checkpoint, with its Adam state: ``biocodec-jax convert --to-torch WORKDIR --output CKPT.pt``.
         """
-        from biocodec_jax.interop.torch_writer import write_torch_file
-
         obj = torch_checkpoint.to_torch_checkpoint(
             self.params, self.codebooks, self.config, epoch=epoch, step=step, opt_state=opt_state
         )
@@ -193,16 +191,9 @@ class Codec:
     # --- our own format ----------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``metadata.json`` and the arrays (Orbax) into ``directory``; returns it."""
-        import orbax.checkpoint as ocp
-
-        directory = Path(directory).absolute()
-        directory.mkdir(parents=True, exist_ok=True)
-        with ocp.StandardCheckpointer() as ckptr:
-            ckptr.save(directory / ARRAYS_DIR, {"params": self.params, "codebooks": self.codebooks}, force=True)
-        (directory / METADATA_FILE).write_text(json.dumps(self.metadata, indent=2) + "\n")
-        (directory / CONFIG_FILE).write_text(json.dumps(config_lib.to_dict(self.config), indent=2) + "\n")
-        return directory
+        """Write ``config.json``, ``metadata.json`` and the arrays (Orbax) into ``directory``; returns it
+        (:func:`biocodec_jax.storage.save_codec`)."""
+        return storage.save_codec(directory, self.config, self.params, self.codebooks, self.metadata)
 
     @classmethod
     def load(cls, directory: str | Path, step: int | None = None) -> "Codec":
@@ -211,40 +202,11 @@ class Codec:
         ``directory`` may be a saved codec (has ``config.json``), a training workdir (has
         ``checkpoints/``) or a checkpoints directory. From checkpoints, the parameters and codebooks
         of ``step`` (default: the latest readable one; an unreadable latest checkpoint is skipped
-        with a warning) are loaded with the config stored in that checkpoint.
+        with a warning) are loaded with the config stored in that checkpoint. See
+        :func:`biocodec_jax.storage.load`.
         """
-        import orbax.checkpoint as ocp
-
-        directory = Path(directory).absolute()
-        cfg_file = directory / CONFIG_FILE
-        if not cfg_file.is_file():
-            if _has_checkpoints(directory):
-                from biocodec_jax.training import checkpointing
-
-                config, params, codebooks, found = checkpointing.restore_params(directory, step)
-                return cls(config, params, codebooks, metadata=_run_metadata(directory, config, found))
-            raise FileNotFoundError(
-                f"{directory}: not a saved codec (no {CONFIG_FILE}) nor a training run "
-                "(no checkpoints/ directory and no checkpoint step directories)"
-            )
-        if step is not None:
-            raise ValueError(f"{directory} is a saved codec (one set of weights); step={step} is for training runs")
-        config = config_lib.from_dict(json.loads(cfg_file.read_text()))
-        graphdef, abstract = model_lib.abstract_model(config.codec)
-        target = {"params": abstract, "codebooks": jax.eval_shape(lambda: model_lib.init_codebooks(config.codec))}
-        arrays = directory / ARRAYS_DIR
-        if not arrays.is_dir():
-            raise FileNotFoundError(f"{directory}: a saved codec without its arrays ({ARRAYS_DIR}/ is missing): copy the whole directory")
-        try:
-            with ocp.StandardCheckpointer() as ckptr:
-                restored = ckptr.restore(arrays, target)
-        except Exception as err:  # TensorStore / Orbax errors run to hundreds of characters: say what and where
-            from biocodec_jax.training.checkpointing import short_error
-
-            raise ValueError(f"{directory}: the codec's arrays ({ARRAYS_DIR}/) are incomplete or damaged ({short_error(err)})") from None
-        meta_file = directory / METADATA_FILE
-        metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-        return cls(config, restored["params"], restored["codebooks"], graphdef, metadata)
+        stored = storage.load(directory, step)
+        return cls(stored.config, stored.params, stored.codebooks, stored.graphdef, stored.metadata)
 
     # --- properties --------------------------------------------------------------------------
 
@@ -269,6 +231,23 @@ class Codec:
         """The ``prepare`` config (a dict) of the training data, or None where unknown (e.g. a ``.pt``)."""
         return self.metadata.get("preprocessing")
 
+    def fingerprint(self) -> str:
+        """A short stable id of this codec: sha256 of its codec config (JSON) and every weight.
+
+        Hashes the architecture config, all parameters and the codebook states (path, dtype, shape
+        and bytes of every array, in tree order); the first :data:`FINGERPRINT_CHARS` hex digits.
+        Tokens carry it (``Tokens.codec_id``), and the evaluation's code cache is keyed by it.
+        Computed on each call (it reads every weight): keep it if you need it often.
+        """
+        h = hashlib.sha256()
+        h.update(json.dumps(config_lib.to_dict(self.codec_config), sort_keys=True).encode())
+        for tree_name, tree in (("params", self.params), ("codebooks", self.codebooks)):
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+                a = np.ascontiguousarray(np.asarray(leaf))
+                h.update(f"{tree_name}{jax.tree_util.keystr(path)}:{a.dtype.str}:{a.shape}".encode())
+                h.update(a.tobytes())
+        return h.hexdigest()[:FINGERPRINT_CHARS]
+
     @property
     def initialized(self) -> bool:
         """Whether every codebook has been initialised (k-means or a loaded checkpoint)."""
@@ -279,15 +258,27 @@ class Codec:
     def embed(self, x: Any) -> jax.Array:
         """Encoder output before quantization: ``[B, C, T]`` -> ``[B, C, D, ceil(T/hop)]``."""
         items, (b, c) = _as_items(x)
-        z = _embed(self.graphdef, self.params, items)  # [N, T', D]
+        z = embed_items(self.graphdef, self.params, items)  # [N, T', D]
         return jnp.swapaxes(z, 1, 2).reshape(b, c, z.shape[2], z.shape[1])
 
     def encode(self, x: Any, n_q: int | None = None) -> jax.Array:
         """Codes of the first ``n_q`` quantizers (all by default): ``[B, C, T]`` -> int32 ``[B, C, n_q, T']``."""
-        n_q = self._check_n_q(n_q)
+        n_q = self.check_n_q(n_q)
         items, (b, c) = _as_items(x)
-        codes = _encode(self.graphdef, self.params, self.codebooks, items, n_q)  # [N, T', K]
+        codes = encode_items(self.graphdef, self.params, self.codebooks, items, n_q)  # [N, T', K]
         return jnp.swapaxes(codes, 1, 2).reshape(b, c, n_q, -1)
+
+    def encode_with_embeddings(self, x: Any, n_q: int | None = None, *, pool: bool = False) -> tuple[jax.Array, jax.Array]:
+        """:meth:`encode` and :meth:`embed` from one encoder pass: ``[B, C, T]`` -> (int32 codes
+        ``[B, C, n_q, T']``, embeddings ``[B, C, D, T']``); with ``pool``, the embeddings averaged
+        over frames, ``[B, C, D]`` (computed in the same compiled call)."""
+        n_q = self.check_n_q(n_q)
+        items, (b, c) = _as_items(x)
+        codes, emb = encode_items_with_embeddings(self.graphdef, self.params, self.codebooks, items, n_q, bool(pool))
+        codes = jnp.swapaxes(codes, 1, 2).reshape(b, c, n_q, -1)
+        if pool:
+            return codes, emb.reshape(b, c, -1)
+        return codes, jnp.swapaxes(emb, 1, 2).reshape(b, c, emb.shape[2], emb.shape[1])
 
     def decode(self, codes: Any) -> jax.Array:
         """``[B, C, K, T']`` codes (``K <= n_q``: fewer quantizers = lower bitrate) -> ``[B, C, T' * hop]``."""
@@ -295,17 +286,17 @@ class Codec:
         if codes.ndim != 4:
             raise ValueError(f"codes must be [batch, channels, quantizers, frames]; got shape {tuple(codes.shape)}")
         b, c, k, t = codes.shape
-        self._check_n_q(k)
+        self.check_n_q(k)
         if not jnp.issubdtype(codes.dtype, jnp.integer):
             raise TypeError(f"codes must be integers; got {codes.dtype}")
         items = jnp.swapaxes(codes.reshape(b * c, k, t), 1, 2).astype(jnp.int32)
-        return _decode(self.graphdef, self.params, self.codebooks, items).reshape(b, c, -1)
+        return decode_items(self.graphdef, self.params, self.codebooks, items).reshape(b, c, -1)
 
     def reconstruct(self, x: Any, n_q: int | None = None) -> jax.Array:
         """Encode then decode, trimmed to the input length: ``[B, C, T]`` -> ``[B, C, T]``."""
-        n_q = self._check_n_q(n_q)
+        n_q = self.check_n_q(n_q)
         items, (b, c) = _as_items(x)
-        return _reconstruct(self.graphdef, self.params, self.codebooks, items, n_q).reshape(b, c, -1)
+        return reconstruct_items(self.graphdef, self.params, self.codebooks, items, n_q).reshape(b, c, -1)
 
     def stream(self, n_channels: int, n_q: int | None = None):
         """A :class:`~biocodec_jax.streaming.StreamingEncoder` of ``n_channels`` channels.
@@ -316,9 +307,7 @@ class Codec:
         Streaming always computes in float32: a bfloat16 codec (:meth:`with_numerics`) streams
         the codes of its float32 self.
         """
-        from biocodec_jax.streaming import StreamingEncoder
-
-        return StreamingEncoder(self, n_channels, n_q)
+        return streaming.StreamingEncoder(self, n_channels, n_q)
 
     def stream_decoder(self, n_channels: int, n_q: int | None = None):
         """A :class:`~biocodec_jax.streaming.StreamingDecoder`: ``dec.push(codes [C, K, m])`` -> samples ``[C, n]``.
@@ -326,13 +315,9 @@ class Codec:
         All samples returned by ``push`` and ``flush``, concatenated, equal ``decode(codes[None])[0]`` (to ~1e-7)
         of the float32 codec (streaming always computes in float32).
         """
-        from biocodec_jax.streaming import StreamingDecoder
-
-        return StreamingDecoder(self, n_channels, n_q)
+        return streaming.StreamingDecoder(self, n_channels, n_q)
 
     # --- recordings <-> tokens -------------------------------------------------------------
-    # biocodec_jax.tokenizer does I/O (MNE, data_pipelines): imported inside these methods only,
-    # as this core module imports no I/O code at module level.
 
     def tokenize(self, recording: Any, *, n_q: int | None = None, prep: Any = None, source: str | None = None):
         """A :class:`~biocodec_jax.tokenizer.Tokens` of ``recording`` (an ``mne.io.Raw`` or a path).
@@ -340,8 +325,6 @@ class Codec:
         Channels of the codec's modality, prepared as its training data (resampled to its rate,
         ``(x - median) / IQR`` per channel, clipped); see :func:`biocodec_jax.tokenizer.tokenize`.
         """
-        from biocodec_jax import tokenizer
-
         return tokenizer.tokenize(self, recording, n_q=n_q, prep=prep, source=source)
 
     def detokenize(self, tokens: Any, *, resample: bool = True):
@@ -350,11 +333,10 @@ class Codec:
         Raises ValueError naming both ids if the tokens were made by another codec; see
         :func:`biocodec_jax.tokenizer.detokenize`.
         """
-        from biocodec_jax import tokenizer
-
         return tokenizer.detokenize(self, tokens, resample=resample)
 
-    def _check_n_q(self, n_q: int | None) -> int:
+    def check_n_q(self, n_q: int | None) -> int:
+        """``n_q`` as an int, or all quantizers for None; ValueError unless ``1 <= n_q <= self.n_q``."""
         if n_q is None:
             return self.n_q
         if not 1 <= int(n_q) <= self.n_q:

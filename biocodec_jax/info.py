@@ -1,7 +1,8 @@
 """What a codec is: architecture, rates, bitrate, size and, where known, its training (``biocodec-jax info``).
 
 Accepts what :class:`~biocodec_jax.codec.Codec` loads: a saved codec (``Codec.save``), a training
-workdir or its ``checkpoints/`` directory, or the original's PyTorch checkpoint (``.pt``/``.npz``).
+workdir or its ``checkpoints/`` directory, or the original's PyTorch checkpoint (``.pt``/``.npz``);
+:func:`biocodec_jax.storage.path_kind` says which.
 """
 
 from __future__ import annotations
@@ -13,30 +14,28 @@ from typing import Any
 
 import jax
 
+from biocodec_jax import storage
+from biocodec_jax.codec import Codec
+from biocodec_jax.interop import torch_checkpoint
+from biocodec_jax.storage import PathKind
+
 
 def describe(source: str | Path, step: int | None = None) -> dict[str, Any]:
     """The facts of the codec at ``source`` (see the module doc) as a JSON-ready dict."""
-    from biocodec_jax import codec as codec_lib
-    from biocodec_jax.interop import torch_checkpoint
-
     path = Path(source)
-    facts: dict[str, Any] = {"source": str(path)}
-    if path.is_file():
-        codec = codec_lib.Codec.from_torch_checkpoint(path)
-        facts["kind"] = "PyTorch checkpoint (the original's layout)"
+    kind = storage.path_kind(path)  # FileNotFoundError naming what it expected
+    facts: dict[str, Any] = {"source": str(path), "kind": kind.value}
+    if kind is PathKind.TORCH:
+        codec = Codec.from_torch_checkpoint(path)
         obj = torch_checkpoint.read_torch_file(path) if path.suffix != ".npz" else {}
         facts["epoch"] = obj.get("epoch") if isinstance(obj, dict) and isinstance(obj.get("epoch"), int) else None
         facts["training_step"] = None
-    elif (path / codec_lib.CONFIG_FILE).is_file():
-        codec = codec_lib.Codec.load(path)
-        facts["kind"] = "saved codec"
+    elif kind is PathKind.CODEC:
+        codec = Codec.load(path)
         facts["training_step"] = codec.metadata.get("training", {}).get("step")
-    elif path.is_dir() and codec_lib._has_checkpoints(path):
-        codec = codec_lib.Codec.load(path, step)  # metadata: the checkpoint's step and the run's preprocessing
-        facts["kind"] = "training run"
-        facts["training_step"] = codec.metadata["training"]["step"]
     else:
-        raise FileNotFoundError(f"{path}: not a saved codec, a training run or a PyTorch checkpoint")
+        codec = Codec.load(path, step)  # metadata: the checkpoint's step and the run's preprocessing
+        facts["training_step"] = codec.metadata["training"]["step"]
 
     cfg, train = codec.codec_config, codec.config.train
     facts.update(
@@ -53,7 +52,7 @@ def describe(source: str | Path, step: int | None = None) -> dict[str, Any]:
         codebooks_initialized=codec.initialized,
         window_seconds=train.window_seconds,
         # The run's planned length: known for a training run, and for a codec saved by one (its config is the run's).
-        planned_steps=train.steps if facts["kind"] == "training run" or codec.metadata.get("training") else None,
+        planned_steps=train.steps if kind is PathKind.RUN or codec.metadata.get("training") else None,
         data=codec.metadata.get("training", {}).get("data") or train.data or None,
         preprocessing=_preprocessing_summary(codec.preprocessing),
     )

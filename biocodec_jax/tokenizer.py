@@ -29,27 +29,24 @@ another codec is refused. Problems with the recording raise :class:`TokenizeErro
 ``ValueError`` (and a :class:`~data_pipelines.errors.RecordingError`) naming the recording; a
 damaged or malformed tokens file raises :class:`TokensFileError`, a ``ValueError`` naming the file.
 
-This module does the I/O (MNE, files); :mod:`biocodec_jax.codec` imports it only inside
-``Codec.tokenize`` / ``Codec.detokenize``.
+This module does the I/O (MNE, files) for ``Codec.tokenize`` / ``Codec.detokenize``; it does not
+import :mod:`biocodec_jax.codec` at run time (the codec's API is all it uses).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jax
 import mne
 import numpy as np
 from mne.io.constants import FIFF
 
-from biocodec_jax import config as config_lib
 from data_pipelines.channels import pick_channels
 from data_pipelines.config import PrepareConfig, config_from_dict, prepare_preset
 from data_pipelines.errors import ChannelError, RecordingError, source_of
@@ -60,7 +57,6 @@ if TYPE_CHECKING:
     from biocodec_jax.codec import Codec
 
 FORMAT = "biocodec-jax tokens v1"
-FINGERPRINT_CHARS = 16
 
 
 class TokenizeError(RecordingError, ValueError):
@@ -119,19 +115,9 @@ def _set_units(info: mne.Info, units: tuple[str, ...]) -> mne.Info:
 
 
 def fingerprint(codec: "Codec") -> str:
-    """A short stable id of ``codec``: sha256 of its codec config (JSON) and every weight.
-
-    Hashes the architecture config, all parameters and the codebook states (path, dtype, shape and
-    bytes of every array, in tree order); the first :data:`FINGERPRINT_CHARS` hex digits.
-    """
-    h = hashlib.sha256()
-    h.update(json.dumps(config_lib.to_dict(codec.codec_config), sort_keys=True).encode())
-    for tree_name, tree in (("params", codec.params), ("codebooks", codec.codebooks)):
-        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-            a = np.ascontiguousarray(np.asarray(leaf))
-            h.update(f"{tree_name}{jax.tree_util.keystr(path)}:{a.dtype.str}:{a.shape}".encode())
-            h.update(a.tobytes())
-    return h.hexdigest()[:FINGERPRINT_CHARS]
+    """``codec.fingerprint()`` (:meth:`biocodec_jax.codec.Codec.fingerprint`, its one definition);
+    this name stays for existing imports."""
+    return codec.fingerprint()
 
 
 # ---------------------------------------------------------------------------------------------

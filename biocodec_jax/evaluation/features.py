@@ -3,29 +3,24 @@
 Every electrode is coded as its own single-channel sequence, as the original does for its
 downstream tasks. One pass of the encoder gives both what the token classifier reads (the codes,
 ``[N, C, T', K]``) and what the linear probe reads (the encoder output averaged over time,
-``[N, C, D]``). The cache file is keyed by the codec (configuration and every weight) and by the
-dataset (windows, labels and preprocessing), so changing either recomputes it.
+``[N, C, D]``), :meth:`Codec.encode_with_embeddings`. The cache file is keyed by the codec
+(:meth:`Codec.fingerprint`: configuration and every weight) and by the dataset (windows, labels and
+preprocessing), so changing either recomputes it.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
+from tqdm.auto import tqdm
 
-from biocodec_jax import config as config_lib
 from biocodec_jax.codec import Codec
 from biocodec_jax.evaluation.dataset import LabelledWindows
-from biocodec_jax.quantization import rvq
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +39,8 @@ class CodecFeatures:
         return CodecFeatures(self.codes[index], self.pooled[index], self.codec_id)
 
 
-def codec_id(codec: Codec) -> str:
-    """Hash of the codec's configuration, weights and codebooks (12 hex digits)."""
-    h = hashlib.sha256(json.dumps(config_lib.to_dict(codec.config.codec), sort_keys=True).encode())
-    for leaf in jax.tree.leaves((codec.params, codec.codebooks)):
-        h.update(np.asarray(leaf).tobytes())
-    return h.hexdigest()[:12]
-
-
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _codes_and_pooled(graphdef, params, codebooks, x, n_q):
-    model = nnx.merge(graphdef, params)
-    emb = model.embed(x)  # [N, T', D]
-    return rvq.encode(model.quantizer, codebooks, emb, n_q), jnp.mean(emb, axis=1)
-
-
 def compute_features(codec: Codec, data: LabelledWindows, progress: bool = False) -> CodecFeatures:
     """Encode every window of ``data`` (no cache). The windows must be at the codec's rate."""
-    from tqdm.auto import tqdm
-
     if abs(data.sample_rate - codec.sample_rate) > 1e-6:
         raise ValueError(f"{data.name}: windows are at {data.sample_rate:g} Hz but the codec codes {codec.sample_rate} Hz; "
                          "load the task with the codec's sample rate")
@@ -78,12 +56,12 @@ def compute_features(codec: Codec, data: LabelledWindows, progress: bool = False
         pad = chunk - len(batch)
         if pad:  # one compiled shape for every batch
             batch = np.concatenate([batch, np.zeros((pad, t), batch.dtype)])
-        k, p = _codes_and_pooled(codec.graphdef, codec.params, codec.codebooks, jnp.asarray(batch), codec.n_q)
-        codes.append(np.asarray(k[: chunk - pad], dtype=np.int16))
-        pooled.append(np.asarray(p[: chunk - pad], dtype=np.float32))
+        k, p = codec.encode_with_embeddings(jnp.asarray(batch)[:, None], pool=True)  # [chunk, 1, K, T'], [chunk, 1, D]
+        codes.append(np.asarray(jnp.swapaxes(k[: chunk - pad, 0], 1, 2), dtype=np.int16))  # [n, T', K]
+        pooled.append(np.asarray(p[: chunk - pad, 0], dtype=np.float32))
     codes = np.concatenate(codes).reshape(n, c, -1, codec.n_q)
     pooled = np.concatenate(pooled).reshape(n, c, -1)
-    return CodecFeatures(codes, pooled, codec_id(codec))
+    return CodecFeatures(codes, pooled, codec.fingerprint())
 
 
 def codec_features(codec: Codec, data: LabelledWindows, cache_dir: str | Path | None = None,
@@ -91,7 +69,7 @@ def codec_features(codec: Codec, data: LabelledWindows, cache_dir: str | Path | 
     """:func:`compute_features`, read from / written to ``cache_dir`` when given."""
     if cache_dir is None:
         return compute_features(codec, data, progress)
-    cid = codec_id(codec)
+    cid = codec.fingerprint()
     path = Path(cache_dir) / f"{data.name}-{data.fingerprint()}-codec{cid}.npz"
     if path.exists():
         try:

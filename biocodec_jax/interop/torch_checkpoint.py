@@ -34,11 +34,15 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
+from biocodec_jax import storage
 from biocodec_jax.config import CodecConfig, Config, preset
+from biocodec_jax.interop.torch_writer import write_torch_file
 from biocodec_jax.model import abstract_model, init_codebooks
 from biocodec_jax.quantization.codebook import CodebookState
+from biocodec_jax.training.optimizer import make_schedule
 
 PREFIXES = ("_orig_mod.", "module.")
 COMPILED_PREFIX = "_orig_mod."  # the original saved its torch.compile'd model
@@ -604,8 +608,6 @@ def is_buffer(key: str) -> bool:
 
 
 def _find_adam_state(opt_state: Any):
-    import optax
-
     found = [
         s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
         if isinstance(s, optax.ScaleByAdamState)
@@ -639,8 +641,6 @@ def to_torch_checkpoint(
         the original's keys: ``last_epoch`` = ``step`` (the scheduler steps once per optimiser
         step), ``_step_count`` = ``step + 1``, ``base_lrs`` = ``[config.optim.learning_rate]``.
     """
-    from biocodec_jax.training.optimizer import make_schedule
-
     cfg = config.codec
     weights = to_torch_state_dict(params, codebooks, cfg)
     order = original_key_order(weights)
@@ -696,28 +696,17 @@ def export_torch_checkpoint(
     checkpoint of ``step``, default the latest readable one: weights, codebooks, and Adam's moments
     and step count, see :func:`to_torch_checkpoint`). Returns the object written.
     """
-    from biocodec_jax import codec as codec_lib
-    from biocodec_jax.interop.torch_writer import write_torch_file
-
     source = Path(source).absolute()
     if not source.is_dir():
         what = "a file, not" if source.exists() else "no such directory:"
         raise FileNotFoundError(f"{source}: {what} a saved codec or training run")
-    if not (source / codec_lib.CONFIG_FILE).is_file() and codec_lib._has_checkpoints(source):
-        from biocodec_jax.training import checkpointing
-
-        directory = checkpointing.checkpoints_dir(source)
-        with checkpointing.Checkpointer(directory, read_only=True, async_save=False) as ckpt:
-
-            def read(s: int):
-                return ckpt.restore(checkpointing.abstract_train_state(ckpt.restore_config(s)), step=s)
-
-            state = ckpt.first_readable(step, read)
+    if storage.path_kind(source) is storage.PathKind.RUN:
+        state = storage.load_run_state(source, step)
         obj = to_torch_checkpoint(
             state.params, state.codebooks, state.config, epoch=epoch, step=int(state.step), opt_state=state.opt_state
         )
     else:
-        codec = codec_lib.Codec.load(source, step)
-        obj = to_torch_checkpoint(codec.params, codec.codebooks, codec.config, epoch=epoch)
+        stored = storage.load(source, step)  # a saved codec (step: refused, one set of weights)
+        obj = to_torch_checkpoint(stored.params, stored.codebooks, stored.config, epoch=epoch)
     write_torch_file(obj, path)
     return obj
