@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import logging
 import math
 import warnings
@@ -23,8 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from biocodec_jax.evaluation.dataset import DatasetError
+from biocodec_jax.evaluation.dataset import DatasetError, check_labels
+from biocodec_jax.evaluation.metrics import balanced_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +41,6 @@ SHALLOW_DESIGN_RATE = 250.0  # Schirrmeister et al. 2017: 25-sample filter, 75/1
 
 def baselines_available() -> bool:
     """True when torch and braindecode are installed (found without importing them: that takes seconds)."""
-    import importlib.util
-
     return all(importlib.util.find_spec(module) is not None for module in ("torch", "braindecode"))
 
 
@@ -226,15 +227,6 @@ def _as_windows(x: np.ndarray, what: str) -> np.ndarray:
     return x
 
 
-def _check_labels(y: np.ndarray, n: int, n_classes: int, what: str) -> np.ndarray:
-    y = np.asarray(y).astype(np.int64)
-    if y.shape != (n,):
-        raise ValueError(f"{what}: {y.shape} labels for {n} windows")
-    if n and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"{what}: labels must be in 0..{n_classes - 1}; got {y.min()}..{y.max()}")
-    return y
-
-
 @contextlib.contextmanager
 def _torch_settings(torch, threads: int | None, cuda_devices: list[int]):
     """Seedable, deterministic torch for the duration of one fit; every global setting is restored."""
@@ -274,15 +266,13 @@ def fit_baseline(name: str, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
     """
     _check_name(name)
     torch, _ = _import_torch_and_braindecode()
-    from sklearn.metrics import balanced_accuracy_score
-    from tqdm.auto import tqdm
 
     config = config or default_config(name)
     if n_classes < 2:
         raise ValueError(f"{name}: need at least 2 classes; got {n_classes}")
     x_train, x_val = _as_windows(x_train, f"{name} training set"), _as_windows(x_val, f"{name} validation set")
-    y_train = _check_labels(y_train, len(x_train), n_classes, f"{name} training set")
-    y_val = _check_labels(y_val, len(x_val), n_classes, f"{name} validation set")
+    y_train = check_labels(y_train, len(x_train), n_classes, f"{name} training set")
+    y_val = check_labels(y_val, len(x_val), n_classes, f"{name} validation set")
     if len(x_val) == 0:
         raise DatasetError(f"{name}: the validation set is empty; model selection needs validation windows")
     if x_val.shape[1:] != x_train.shape[1:]:
@@ -328,9 +318,7 @@ def fit_baseline(name: str, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
             logits = _predict_logits(model, x_val, n_classes, max(config.batch_size, 256), device, softmax=False)
             val_loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits).to(device), y_val_t,
                                                                weight=class_weight))
-            with warnings.catch_warnings():  # a class predicted but absent from validation is fine here
-                warnings.simplefilter("ignore", UserWarning)
-                val_bacc = float(balanced_accuracy_score(y_val, logits.argmax(axis=1)))
+            val_bacc = balanced_accuracy(y_val, logits.argmax(axis=1))
             history.append({"epoch": epoch, "train_loss": total / len(x_train), "val_loss": val_loss,
                             "val_balanced_accuracy": val_bacc, "learning_rate": lr})
             key = (val_bacc, -val_loss)

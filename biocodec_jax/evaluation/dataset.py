@@ -21,6 +21,17 @@ class DatasetError(ValueError):
     """A downstream dataset that cannot be evaluated as asked (names the dataset and the problem)."""
 
 
+def check_labels(labels: np.ndarray, n: int, n_classes: int, what: str) -> np.ndarray:
+    """``labels`` as int64 ``[n]``, each in ``0 .. n_classes - 1``; :class:`DatasetError` naming
+    ``what`` (e.g. "training labels") otherwise. Every classifier checks its labels with this."""
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise DatasetError(f"{what}: {labels.shape} labels for {n} windows")
+    if n and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DatasetError(f"{what}: labels must be in 0..{n_classes - 1}; got {labels.min()}..{labels.max()}")
+    return labels.astype(np.int64)
+
+
 @dataclass(frozen=True)
 class LabelledWindows:
     """Windows ``x [N, C, T]`` (float32, preprocessed) with labels and where each came from.

@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from biocodec_jax.evaluation.dataset import DatasetError
 from biocodec_jax.evaluation.features import CodecFeatures
+from biocodec_jax.evaluation.metrics import balanced_accuracy
 
 FEATURE_KINDS = ("embedding", "histogram")
 
@@ -57,18 +61,13 @@ def _check_classes(y: np.ndarray, n_classes: int, where: str) -> None:
 def fit_linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
                      n_classes: int, config: LinearProbeConfig = LinearProbeConfig(), seed: int = 0) -> FittedProbe:
     """Fit one probe per ``C`` in the grid; keep the best on validation balanced accuracy."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     _check_classes(y_train, n_classes, "training")
     best, history = None, []
     for c in config.c_grid:
         model = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced",
                                                                    max_iter=config.max_iter, random_state=seed))
         model.fit(x_train, y_train)
-        score = float(balanced_accuracy_score(y_val, model.predict(x_val)))
+        score = balanced_accuracy(y_val, model.predict(x_val))
         history.append({"C": c, "val_balanced_accuracy": score})
         if best is None or score > best[0]:
             best = (score, c, model)

@@ -8,7 +8,10 @@ segments, a Bonn file, a sleep epoch) the window probabilities are averaged per 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from sklearn import metrics
 
 from biocodec_jax.evaluation.dataset import DatasetError
 
@@ -38,6 +41,19 @@ def aggregate(proba: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[np.
     return sums / counts, labels
 
 
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Balanced accuracy (sklearn: recall averaged over the classes of ``labels``) of class predictions.
+
+    What model selection on validation windows scores. A predicted class absent from ``labels`` is
+    just a wrong prediction, and one class in both is a well-defined score: sklearn's warnings about
+    those are silenced.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found")
+        return float(metrics.balanced_accuracy_score(labels, predicted))
+
+
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, float]:
     """The original's metrics for ``n_classes`` from true labels and class probabilities ``[N, n_classes]``.
 
@@ -45,8 +61,6 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, n_classes: int
     balanced accuracy over fewer classes is not the protocol's number. A missing class raises
     :class:`DatasetError` (use fewer folds or a larger test set) instead of reporting a wrong metric.
     """
-    from sklearn import metrics
-
     y_true = np.asarray(y_true)
     proba = np.asarray(proba, dtype=np.float64)
     if proba.shape != (len(y_true), n_classes):
@@ -67,6 +81,4 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, n_classes: int
 
 def confusion(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts ``[true, predicted]`` of the argmax predictions."""
-    from sklearn.metrics import confusion_matrix
-
-    return confusion_matrix(y_true, np.asarray(proba).argmax(axis=1), labels=list(range(n_classes)))
+    return metrics.confusion_matrix(y_true, np.asarray(proba).argmax(axis=1), labels=list(range(n_classes)))

@@ -11,6 +11,7 @@ Summary numbers are mean +- sd over seeds of the mean over splits.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,12 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from biocodec_jax.evaluation import baselines
 from biocodec_jax.evaluation import metrics as metrics_lib
 from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
-from biocodec_jax.evaluation.linear_probe import LinearProbeConfig
+from biocodec_jax.evaluation.features import codec_features
+from biocodec_jax.evaluation.linear_probe import LinearProbeConfig, fit_linear_probe, probe_features
+from biocodec_jax.evaluation.report import write_report
 from biocodec_jax.evaluation.splits import Split, label_fraction, split_indices
-from biocodec_jax.evaluation.token_classifier import TokenClassifierConfig
+from biocodec_jax.evaluation.token_classifier import TokenClassifierConfig, fit_token_classifier
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +94,12 @@ def _fit_predict(method: str, data: LabelledWindows, features, probe_x, codebook
     """Train ``method`` on ``tr`` (selecting on ``va``) and return test probabilities and training facts."""
     y, k = data.y, data.n_classes
     if method == "linear_probe":
-        from biocodec_jax.evaluation.linear_probe import fit_linear_probe
-
         fitted = fit_linear_probe(probe_x[tr], y[tr], probe_x[va], y[va], k, config.probe, seed)
         return fitted.predict_proba(probe_x[te]), {"C": fitted.c}
     if method == "token_classifier":
-        from biocodec_jax.evaluation.token_classifier import fit_token_classifier
-
         fitted = fit_token_classifier(features.codes[tr], y[tr], features.codes[va], y[va], k, codebooks,
                                       config.classifier, seed)
         return fitted.predict_proba(features.codes[te]), {"best_epoch": fitted.best_epoch}
-    from biocodec_jax.evaluation import baselines
-
     baseline_config = baselines.default_config(method)
     if config.baseline_epochs is not None:
         baseline_config = dataclasses.replace(baseline_config, epochs=config.baseline_epochs)
@@ -113,9 +112,7 @@ def _methods_to_run(config: EvalConfig) -> tuple[tuple[str, ...], dict[str, str]
     skipped = {}
     methods = config.methods
     if any(m in BASELINE_METHODS for m in methods):
-        from biocodec_jax.evaluation.baselines import baselines_available
-
-        if not baselines_available():
+        if not baselines.baselines_available():
             reason = 'torch/braindecode not installed (pip install "biocodec-jax[baselines]")'
             if not config.skip_unavailable_baselines:
                 raise ImportError(reason)
@@ -133,11 +130,6 @@ def run_evaluation(data: LabelledWindows, splits: list[Split], codec, config: Ev
     ``codec`` (a :class:`~biocodec_jax.Codec`) is needed for the probe and the token classifier;
     ``info`` (task, variant, codec path, ...) is stored with the results.
     """
-    from tqdm.auto import tqdm
-
-    from biocodec_jax.evaluation.features import codec_features
-    from biocodec_jax.evaluation.linear_probe import probe_features
-
     methods, skipped = _methods_to_run(config)
     splits = splits[: config.max_splits] if config.max_splits else splits
     indices = [split_indices(data, s) for s in splits]  # refuses leaking splits before any work
@@ -201,8 +193,6 @@ def run_evaluation(data: LabelledWindows, splits: list[Split], codec, config: Ev
         "seconds": {"coding": round(coding_s, 1), "total": round(time.time() - started, 1)},
     }
     if output_dir is not None:
-        from biocodec_jax.evaluation.report import write_report
-
         write_report(out, output_dir)
     return out
 
@@ -212,6 +202,4 @@ def _fraction_key(fraction: float) -> str:
 
 
 def _to_jsonable(value):
-    import json
-
     return json.loads(json.dumps(value, default=str))
