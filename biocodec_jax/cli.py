@@ -36,7 +36,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from biocodec_jax import __version__
-from biocodec_jax.config import apply_overrides, load_config, preset
+from biocodec_jax.config import pretrain_config
 from data_pipelines.config import load_prepare_config
 from data_pipelines.datasets import DATASETS
 from data_pipelines.errors import RecordingError
@@ -195,19 +195,15 @@ def _add_prepare(sub) -> None:
 
 
 def _pretrain_config(args: argparse.Namespace):
-    """The run's Config: --config (or --preset, default eeg), then the flags, then --set overrides."""
+    """The run's Config: --config (its preset replaced by --preset) or --preset (default eeg), then the
+    flags, then --set overrides; the window is the shards' unless the file or --set names it."""
     overrides = list(args.set)
     for flag, key in (("data", "train.data"), ("steps", "train.steps"), ("batch_size", "train.batch_size"),
                       ("checkpoint_every", "train.checkpoint_every"), ("seed", "train.seed")):
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
-    if args.config is not None:
-        config = load_config(args.config, overrides)
-        if args.preset is not None and args.preset != config.preset:
-            raise ValueError(f"--preset {args.preset} conflicts with {args.config} (preset {config.preset}); use one")
-        return config
-    return apply_overrides(preset(args.preset or "eeg"), overrides)
+    return pretrain_config(args.config, args.preset, overrides)
 
 
 def _pretrain(args: argparse.Namespace, rest: list[str]) -> int:
@@ -250,8 +246,12 @@ examples:
   biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --data shards/tueg --workdir runs/eeg \\
       --coordinator-address 10.0.0.1:1234 --num-processes 4 --process-id 0
   (experiments/launch/ has TPU pod, SLURM and local multi-process scripts)
+  # a production config on the tiny model: --preset replaces the file's preset, its other sections apply
+  biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --preset tiny --data shards/my_eeg --workdir runs/t
 
-Re-running the same command resumes from the latest readable checkpoint, on any number of devices.
+The window length is the shards' (their manifest.json); a train.window_seconds named in the config
+or with --set must agree with it. Re-running the same command resumes from the latest readable
+checkpoint, on any number of devices.
 """
 
 
@@ -266,7 +266,8 @@ def _add_pretrain(sub) -> None:
     )
     pre.add_argument("--config", default=None, help="YAML config (e.g. experiments/configs/pretrain_eeg.yaml)")
     pre.add_argument("--workdir", required=True, help="run directory: config.yaml, checkpoints/, metrics.jsonl, tensorboard/")
-    pre.add_argument("--preset", default=None, choices=("eeg", "emg", "tiny"), help="start from a preset (without --config)")
+    pre.add_argument("--preset", default=None, choices=("eeg", "emg", "tiny"),
+                     help="start from a preset (default eeg); with --config, replaces the file's preset (its other sections apply)")
     pre.add_argument("--data", default=None, help="shard directory (train.data)")
     pre.add_argument("--steps", type=int, default=None, help="train.steps")
     pre.add_argument("--batch-size", type=int, default=None, help="global batch size (train.batch_size)")

@@ -7,6 +7,7 @@ Presets reproduce the original BioCodec release (``eeg``, ``emg``) or shrink it 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from data_pipelines.typed_config import apply_overrides, dataclass_from_dict, sa
 
 __all__ = [
     "Numerics", "CodecConfig", "LossConfig", "OptimConfig", "TrainConfig", "Config", "PRESETS", "preset",
-    "from_dict", "load_config",
+    "from_dict", "load_config", "pretrain_config",
     # from data_pipelines.typed_config
     "apply_overrides", "dataclass_from_dict", "save_config", "to_dict",
 ]
@@ -143,10 +144,14 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What a training run does (data-independent parts)."""
+    """What a training run does. The windows are the data's: pretraining on shards takes their length
+    from the shards' ``manifest.json`` (:func:`biocodec_jax.training.loop.pretrain`)."""
 
     batch_size: int = 512  # global: all devices of all hosts together
-    window_seconds: float = 5.0
+    # None: the shards' window (pretraining fills it in from their manifest); a number insists on it,
+    # and shards of another length are refused. The presets' value is the window they are prepared
+    # for, used where nothing is read from shards (the demo's prepare, benchmarks, synthetic batches).
+    window_seconds: float | None = 5.0
     clip: float = 10.0  # the original's loader clips normalised input to +-clip
     steps: int = 195_312
     seed: int = 0
@@ -169,6 +174,9 @@ class TrainConfig:
         self.numerics  # validates precision, conv_impl and lstm_unroll together
 
     def window_samples(self, sample_rate: int) -> int:
+        if self.window_seconds is None:
+            raise ValueError("train.window_seconds is not set: it is the training data's (pretraining takes it "
+                             "from the shards' manifest.json)")
         return int(round(self.window_seconds * sample_rate))
 
     @property
@@ -248,15 +256,52 @@ def _deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config (keys missing from it come from its ``preset``) and apply overrides."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     with path.open() as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, preset_name: str | None = None) -> Config:
+    """Read a YAML config (keys missing from it come from its ``preset``) and apply overrides.
+
+    ``preset_name`` replaces the file's ``preset:`` (e.g. ``tiny`` for a quick look at a production
+    config): the file's other sections still apply, over the named preset.
+    """
+    path = Path(path)
+    data = _read_yaml(path)
+    if preset_name is not None:
+        preset(preset_name)  # an unknown name: the presets' own error
+        data = {**data, "preset": preset_name}
     try:
         config = from_dict(data)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: {e}") from e
     return apply_overrides(config, overrides)
+
+
+WINDOW_KEY = "train.window_seconds"
+
+
+def pretrain_config(
+    path: str | Path | None = None, preset_name: str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
+    """The config of a pretraining run (``biocodec-jax pretrain``): the YAML file ``path`` (its preset
+    replaced by ``preset_name`` if given), or else the preset ``preset_name`` (default ``eeg``), then
+    ``overrides``.
+
+    The window is the data's: ``train.window_seconds`` is None, so that pretraining takes it from the
+    shards' manifest, unless the file or an override names it (then shards of another length are an
+    error naming both).
+    """
+    named = any(item.split("=", 1)[0].strip() == WINDOW_KEY for item in overrides)
+    if path is not None:
+        config = load_config(path, overrides, preset_name=preset_name)
+        named = named or "window_seconds" in (_read_yaml(Path(path)).get("train") or {})
+    else:
+        config = apply_overrides(preset(preset_name or "eeg"), overrides)
+    if named:
+        return config
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, window_seconds=None))

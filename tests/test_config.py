@@ -1,8 +1,10 @@
 """Typed configs: presets, YAML with partial sections, overrides, clear errors."""
 
+from dataclasses import replace
+
 import pytest
 
-from biocodec_jax.config import apply_overrides, from_dict, load_config, preset, save_config, to_dict
+from biocodec_jax.config import apply_overrides, from_dict, load_config, preset, pretrain_config, save_config, to_dict
 
 
 def test_presets_follow_the_original():
@@ -44,3 +46,24 @@ def test_to_dict_is_json_ready():
     import json
 
     assert json.loads(json.dumps(to_dict(preset("tiny"))))["codec"]["ratios"] == [2, 2]
+
+
+def test_pretrain_config_leaves_the_window_to_the_data_unless_named(tmp_path):
+    """`pretrain`'s config: the window is None (the shards' manifest decides) unless the file or --set names
+    it; --preset over --config replaces the file's preset and keeps its other sections."""
+    assert pretrain_config(preset_name="tiny").train.window_seconds is None
+    assert pretrain_config().preset == "eeg"
+    assert pretrain_config(preset_name="tiny", overrides=["train.window_seconds=2"]).train.window_seconds == 2.0
+    (tmp_path / "run.yaml").write_text("preset: eeg\noptim:\n  learning_rate: 3.0e-4\ntrain:\n  batch_size: 32\n")
+    on_tiny = pretrain_config(tmp_path / "run.yaml", "tiny", ["train.steps=3"])
+    assert on_tiny.codec == preset("tiny").codec and on_tiny.loss == preset("tiny").loss
+    assert (on_tiny.preset, on_tiny.optim.learning_rate, on_tiny.train.batch_size, on_tiny.train.steps) == ("tiny", 3e-4, 32, 3)
+    assert on_tiny.train.window_seconds is None
+    assert pretrain_config(tmp_path / "run.yaml") == replace(
+        load_config(tmp_path / "run.yaml"), train=replace(load_config(tmp_path / "run.yaml").train, window_seconds=None))
+    (tmp_path / "named.yaml").write_text("preset: eeg\ntrain:\n  window_seconds: 4\n")
+    assert pretrain_config(tmp_path / "named.yaml", "tiny").train.window_seconds == 4.0
+    with pytest.raises(ValueError, match="unknown preset 'meg'"):
+        pretrain_config(tmp_path / "run.yaml", "meg")
+    with pytest.raises(ValueError, match="not set: it is the training data's"):
+        pretrain_config().train.window_samples(250)

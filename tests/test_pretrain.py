@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from biocodec_jax.config import apply_overrides, preset
+from biocodec_jax.config import apply_overrides, load_config, preset
 from data_pipelines.config import prepare_preset
 from data_pipelines.prepare import prepare
 
@@ -261,13 +261,54 @@ def jax_leaves(tree):
 
 
 def test_shards_of_another_window_length_say_the_fix(shards, tmp_path):
-    """The README's `pretrain --preset eeg` on 1-s shards: refused before anything starts, and the
-    error says how to train on them or prepare for the config."""
+    """A window the config names (here the eeg preset's 5 s, set in the Config itself) on 1-s shards:
+    refused before anything starts, naming both values and the manifest, and saying what to write."""
     from biocodec_jax.training.loop import pretrain
 
     config = apply_overrides(preset("eeg"), [f"train.data={shards}", "train.steps=1"])
     with pytest.raises(ValueError) as err:
         pretrain(config, tmp_path / "run", progress=False)
     msg = str(err.value)
-    assert "250-sample windows at 250 Hz" in msg and "wants 1250" in msg
-    assert "--set train.window_seconds=1" in msg and "window_seconds=5" in msg
+    assert str(shards / "manifest.json") in msg and "250-sample windows (1 s at 250 Hz)" in msg
+    assert "train.window_seconds=5 asks for 1250" in msg and "leave train.window_seconds out" in msg
+    assert "--set train.window_seconds=1" in msg and "--set window_seconds=5" in msg
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_shards_at_another_rate_name_both_rates(shards):
+    from biocodec_jax.training.loop import with_data_window
+
+    with pytest.raises(ValueError, match=r"m.json: the shards are at 250 Hz but the codec \(emg preset\) is at 1000 Hz"):
+        with_data_window(preset("emg"), {"sample_rate": 250.0, "window_samples": 250}, "m.json")
+
+
+@pytest.fixture(scope="module")
+def eeg_shards(tmp_path_factory):
+    """The eeg prepare preset's shards (5-s windows at 250 Hz) of one bundled recording."""
+    inp = tmp_path_factory.mktemp("rec_eeg")
+    src = sorted(BUNDLED.glob("*/*.edf"))[0]
+    shutil.copy(src, inp / src.name)
+    out = tmp_path_factory.mktemp("eeg_shards")
+    prepare(inp, out, replace(prepare_preset("eeg"), val_fraction=0.0), dataset="eegmmidb", workers=1, progress=False)
+    return out
+
+
+def test_the_shards_decide_the_window(eeg_shards, tmp_path, capsys):
+    """`biocodec-jax pretrain --preset tiny --data <eeg shards>`: the tiny preset (1-s windows when it
+    makes its own data) trains on the shards' 5-s windows without being told; the run records them.
+    A window named with --set that the shards do not have exits 2 naming both and the manifest."""
+    from biocodec_jax.cli import main as cli_main
+
+    run = tmp_path / "run"
+    common = ["--data", str(eeg_shards), "--steps", "2", "--batch-size", "8", "--set", "train.eval_every=0",
+              "--no-progress"]
+    assert cli_main(["pretrain", "--preset", "tiny", "--workdir", str(run), *common]) == 0
+    assert f"{run}: trained to step 2" in capsys.readouterr().out
+    saved = load_config(run / "config.yaml")
+    assert (saved.preset, saved.train.window_seconds) == ("tiny", 5.0)
+
+    bad = ["pretrain", "--preset", "tiny", "--workdir", str(tmp_path / "bad"), *common, "--set", "train.window_seconds=1"]
+    assert cli_main(bad) == 2
+    err = capsys.readouterr().err
+    assert str(eeg_shards / "manifest.json") in err and "1250-sample windows (5 s at 250 Hz)" in err
+    assert "train.window_seconds=1 asks for 250" in err

@@ -194,9 +194,10 @@ def _abstract_state_from_config(config: Config) -> TrainState:
     """The state ``init_state`` would build for ``config`` (shapes, dtypes, structure), traced only."""
     from biocodec_jax.training.state import init_state
 
-    batch = jax.ShapeDtypeStruct(
-        (config.train.batch_size, 1, config.train.window_samples(config.codec.sample_rate)), jnp.float32
-    )
+    # The parameters' and codebooks' shapes do not depend on the window's length: a config whose
+    # window is still the data's (None) is traced on 5-s windows.
+    seconds = 5.0 if config.train.window_seconds is None else config.train.window_seconds
+    batch = jax.ShapeDtypeStruct((config.train.batch_size, 1, int(round(seconds * config.codec.sample_rate))), jnp.float32)
     return jax.eval_shape(lambda rng, x: init_state(config, rng, x), jax.random.PRNGKey(0), batch)
 
 

@@ -30,6 +30,7 @@ without an interruption in between.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -49,6 +50,8 @@ from biocodec_jax.training import parallel
 from biocodec_jax.training.checkpointing import CHECKPOINTS_DIR, Checkpointer, abstract_train_state
 from biocodec_jax.training.logging import MetricsLogger
 from biocodec_jax.training.state import TrainState
+from data_pipelines.loader import make_train_iterator, split_size
+from data_pipelines.manifest import MANIFEST, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +126,6 @@ def codebook_health(state: TrainState) -> dict[str, float]:
 
 def evaluate(state: TrainState, eval_fn, config: Config, mesh) -> dict[str, float]:
     """Mean validation metrics over ``eval_batches`` global batches of the ``val`` split."""
-    from data_pipelines.loader import make_train_iterator, split_size
-
     data = config.train.data
     try:
         n = split_size(data, "val")
@@ -146,6 +147,36 @@ def evaluate(state: TrainState, eval_fn, config: Config, mesh) -> dict[str, floa
     return {f"val_{k}" if k != "loss" else "val_loss": v / batches for k, v in sums.items()}
 
 
+def with_data_window(config: Config, manifest: dict, where: str | Path) -> Config:
+    """``config`` training on the windows of the shards whose manifest (read from ``where``) is ``manifest``.
+
+    The shards decide the window: ``train.window_seconds`` None becomes theirs. A window the config
+    names and the shards do not have, or shards at another rate than the codec's (its architecture
+    is built for its rate), is a ValueError naming both values, the manifest and what to write instead.
+    """
+    rate, samples = float(manifest["sample_rate"]), int(manifest["window_samples"])
+    codec_rate = config.codec.sample_rate
+    if rate != float(codec_rate):
+        raise ValueError(
+            f"{where}: the shards are at {rate:g} Hz but the codec ({config.preset} preset) is at {codec_rate} Hz "
+            f"(codec.sample_rate): train a codec of their rate (the emg preset is 1000 Hz, eeg and tiny 250 Hz), or "
+            f"prepare the recordings at {codec_rate} Hz (biocodec-jax prepare ... --set sample_rate={codec_rate})"
+        )
+    shards_seconds = samples / rate
+    if config.train.window_seconds is None:
+        return dataclasses.replace(config, train=dataclasses.replace(config.train, window_seconds=shards_seconds))
+    window = config.train.window_samples(codec_rate)
+    if window != samples:
+        raise ValueError(
+            f"{where}: the shards hold {samples}-sample windows ({shards_seconds:g} s at {rate:g} Hz) but "
+            f"train.window_seconds={config.train.window_seconds:g} asks for {window}: leave train.window_seconds out "
+            f"(the shards decide; or --set train.window_seconds={shards_seconds:g}), or prepare the recordings for "
+            f"{config.train.window_seconds:g}-s windows (biocodec-jax prepare ... --set window_seconds="
+            f"{config.train.window_seconds:g})"
+        )
+    return config
+
+
 def pretrain(
     config: Config,
     workdir: str | Path,
@@ -159,34 +190,18 @@ def pretrain(
     metrics as floats (a hook for callers; the loop itself never needs it). Raises
     :class:`Preempted` after a SIGTERM (checkpoint written) and :class:`NonFiniteLoss`.
     """
-    from data_pipelines.loader import make_train_iterator
-    from data_pipelines.manifest import read_manifest
-
+    if not config.train.data:
+        raise ValueError("no training data: set train.data (or --data) to a `biocodec-jax prepare` output")
+    manifest = read_manifest(config.train.data)
+    config = with_data_window(config, manifest, Path(config.train.data) / MANIFEST)
     tcfg = config.train
     if tcfg.precision == "float64":
         jax.config.update("jax_enable_x64", True)
-    if not tcfg.data:
-        raise ValueError("no training data: set train.data (or --data) to a `biocodec-jax prepare` output")
     workdir = Path(workdir).absolute()
     lead = jax.process_index() == 0
     if lead:
         workdir.mkdir(parents=True, exist_ok=True)
-        save_config(config, workdir / "config.yaml")
-
-    manifest = read_manifest(tcfg.data)
-    window = tcfg.window_samples(config.codec.sample_rate)
-    if manifest["window_samples"] != window or float(manifest["sample_rate"]) != float(config.codec.sample_rate):
-        if float(manifest["sample_rate"]) == float(config.codec.sample_rate):
-            fix = f"train on them with --set train.window_seconds={manifest['window_samples'] / manifest['sample_rate']:g}, or "
-        else:
-            fix = ""
-        raise ValueError(
-            f"{tcfg.data}: shards hold {manifest['window_samples']}-sample windows at {manifest['sample_rate']:g} Hz; "
-            f"the config ({config.preset} preset) wants {window} at {config.codec.sample_rate} Hz: {fix}prepare the "
-            f"recordings for it (biocodec-jax prepare with a {config.codec.sample_rate} Hz sample_rate and "
-            f"window_seconds={tcfg.window_seconds:g}, e.g. --set window_seconds={tcfg.window_seconds:g})"
-        )
-    if lead:
+        save_config(config, workdir / "config.yaml")  # with the window the run trains on
         # Stored with the run so that a codec loaded from it tokenizes recordings as its data was prepared.
         (workdir / PREPROCESSING_FILE).write_text(json.dumps(manifest["config"], indent=2) + "\n")
     mesh = parallel.make_mesh()
