@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from biocodec_jax import __version__
+from biocodec_jax import __version__, reports, tokenizer
 from biocodec_jax.config import pretrain_config
 from data_pipelines.config import load_prepare_config
 from data_pipelines.datasets import DATASETS
@@ -424,7 +424,6 @@ def _tokens_io(args: argparse.Namespace, rest: list[str]) -> int:
 
     An output that is already there is left as it is and counted as already done (exit 0: re-running
     the command on a grown corpus does the new files only); ``--force`` recomputes it."""
-    from biocodec_jax import tokenizer
     from biocodec_jax.codec import Codec
     from biocodec_jax.interop.torch_checkpoint import CheckpointError
 
@@ -517,7 +516,6 @@ def _report_name(path: str) -> str:
 
 def _report(args: argparse.Namespace, rest: list[str]) -> int:
     """Write a codec's report on one recording (biocodec_jax.reports); exit 2 naming the file if unusable."""
-    from biocodec_jax import reports
     from biocodec_jax.codec import Codec
     from biocodec_jax.interop.torch_checkpoint import CheckpointError
 

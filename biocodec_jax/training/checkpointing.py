@@ -49,15 +49,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import grain.checkpoint as grain_ckpt  # registers Grain's argument classes with Orbax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from orbax.checkpoint import checkpoint_managers as cm
 
 from biocodec_jax import config as config_lib
+from biocodec_jax import model as model_lib
 from biocodec_jax.config import Config
-from biocodec_jax.training.state import TrainState
+from biocodec_jax.training.state import TrainState, init_state
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +129,7 @@ def _quiet_failed_read_noise() -> None:
 
 
 def _grain_args():
-    """Grain's Orbax argument classes; imported lazily (they register with Orbax on import)."""
-    import grain.checkpoint as grain_ckpt
-
+    """Grain's Orbax argument classes (they registered themselves with Orbax when imported)."""
     return grain_ckpt.CheckpointSave, grain_ckpt.CheckpointRestore
 
 
@@ -192,8 +193,6 @@ def abstract_train_state(
 
 def _abstract_state_from_config(config: Config) -> TrainState:
     """The state ``init_state`` would build for ``config`` (shapes, dtypes, structure), traced only."""
-    from biocodec_jax.training.state import init_state
-
     # The parameters' and codebooks' shapes do not depend on the window's length: a config whose
     # window is still the data's (None) is traced on 5-s windows.
     seconds = 5.0 if config.train.window_seconds is None else config.train.window_seconds
@@ -253,8 +252,6 @@ class Checkpointer:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.directory = Path(directory).absolute()
         self.best_metric = best_metric
-        from orbax.checkpoint import checkpoint_managers as cm
-
         metric_fn = _metric_value(best_metric)
         policies = [cm.LatestN(n=keep)]
         if keep_best:
@@ -271,8 +268,7 @@ class Checkpointer:
             create=not read_only,
         )
         # No handler registry: Orbax picks each item's handler from its argument class (Grain's
-        # CheckpointSave/CheckpointRestore register themselves with Orbax on import).
-        _grain_args()
+        # CheckpointSave/CheckpointRestore registered themselves with Orbax on import, above).
         logging.getLogger("absl").addFilter(_UNTRACKED_METRIC_FILTER)  # Orbax logs through absl (no-op if added)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
         self.read_only = read_only
@@ -480,8 +476,6 @@ class Checkpointer:
         return self.first_readable(step, self._read_params)
 
     def _read_params(self, step: int) -> tuple[Config, Any, Any, int]:
-        from biocodec_jax import model as model_lib
-
         config = self._read_config(step)
         _, params = model_lib.abstract_model(config.codec)
         codebooks = jax.eval_shape(lambda: model_lib.init_codebooks(config.codec))

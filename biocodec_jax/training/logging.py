@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 METRICS_FILE = "metrics.jsonl"
@@ -71,8 +72,6 @@ class MetricsLogger:
                 "give a local path or a mounted bucket (gcsfuse)"
             )
         if enabled is None:
-            import jax
-
             enabled = jax.process_index() == 0
         self.enabled = bool(enabled)
         self.workdir = Path(workdir)

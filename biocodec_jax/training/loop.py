@@ -42,6 +42,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from biocodec_jax.codec import PREPROCESSING_FILE
 from biocodec_jax.config import Config, save_config
@@ -242,8 +243,6 @@ def _run(config, state, data_iter, pending_first, mesh, checkpointer, metrics_lo
     result = RunResult(step=start, start_step=start)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=tcfg.steps, initial=start, desc="pretrain", unit="step", dynamic_ncols=True)
     window_clock, window_steps = time.perf_counter(), 0
     multi = jax.process_count() > 1
