@@ -211,7 +211,7 @@ def test_failure_leaves_no_report(codec, recording, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr(reports, "plot_quality_vs_bitrate", broken)
+    monkeypatch.setattr(reports.write, "plot_quality_vs_bitrate", broken)  # the name write_report draws with
     with pytest.raises(RuntimeError, match="drawing failed"):
         reports.write_report(codec, recording, tmp_path, max_plot_channels=1, excerpt_seconds=1.0)
     # The old report is intact (nothing is moved into place before everything is drawn and written),
@@ -314,7 +314,7 @@ def test_units_are_the_recordings_myo_counts_unscaled_volts_in_microvolts(emg_co
     x = prepare_recording(emg_codec, counts).x.astype(np.float64) * np.asarray(r["iqr"])[:, None]
     df = in_counts["psd"]["freqs_hz"][1] - in_counts["psd"]["freqs_hz"][0]
     assert np.sum(in_counts["psd"]["input_mean"]) * df == pytest.approx(np.mean(np.var(x, axis=1)), rel=0.2)
-    scale, unit = reports._display_scale(reports.reconstruct_recording(emg_codec, counts).prepared)
+    scale, unit = reports.display_scale(reports.reconstruct_recording(emg_codec, counts).prepared)
     assert unit == "AU" and np.all(scale == 1.0)
     assert "values in AU (no physical unit" in reports.markdown(in_counts) and "values in V" in reports.markdown(in_volts)
 

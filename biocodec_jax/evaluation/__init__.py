@@ -6,7 +6,8 @@ One job a module:
 - :mod:`~biocodec_jax.evaluation.splits` subject-wise splits and folds (leakage refused), low-resource subsets;
 - :mod:`~biocodec_jax.evaluation.features` codes and pooled embeddings from the frozen codec, cached on disk;
 - :mod:`~biocodec_jax.evaluation.linear_probe` logistic regression on frozen features;
-- :mod:`~biocodec_jax.evaluation.token_classifier` the original's token classifier (Flax NNX + optax);
+- :mod:`~biocodec_jax.evaluation.token_model` the original's token classifier, the model (Flax NNX);
+- :mod:`~biocodec_jax.evaluation.token_classifier` its training recipe and model selection (optax);
 - :mod:`~biocodec_jax.evaluation.baselines` EEGNet and ShallowFBCSPNet from braindecode (optional extra);
 - :mod:`~biocodec_jax.evaluation.metrics` the original's metrics (scikit-learn), unit-level aggregation;
 - :mod:`~biocodec_jax.evaluation.runner` every method x split x seed x label fraction;
