@@ -47,7 +47,18 @@ import re
 import sys
 from pathlib import Path
 
+import mne
 import numpy as np
+from scipy.io import loadmat
+
+from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+from biocodec_jax.evaluation.splits import fixed_split
+from data_pipelines.channels import normalize_channel_name
+from data_pipelines.errors import RecordingError
+from data_pipelines.preprocess import filter_and_resample
+from data_pipelines.readers import read_raw
+from experiments.tasks import common
+from experiments.tasks.common import SkippedFiles, check_variant
 
 NAME = "bciiv2a"
 MODALITY = "eeg"
@@ -101,10 +112,6 @@ def label_file(gdf_path: Path) -> Path:
 
 def read_classlabels(path: Path) -> np.ndarray:
     """``classlabel`` of a label file as int64 1..4 (one per trial)."""
-    from scipy.io import loadmat
-
-    from data_pipelines.errors import RecordingError
-
     try:
         content = loadmat(str(path))
     except Exception as e:  # scipy raises ValueError, MatReadError, OSError, ... for bad files
@@ -121,8 +128,6 @@ def read_classlabels(path: Path) -> np.ndarray:
 
 def _events(raw) -> tuple[np.ndarray, np.ndarray]:
     """Sample positions and code strings (``"769"``...) of every event of a GDF recording."""
-    import mne
-
     if len(raw.annotations) == 0:
         return np.zeros(0, np.int64), np.zeros(0, str)
     events, ids = mne.events_from_annotations(raw, verbose=False)
@@ -138,10 +143,6 @@ def session_trials(path: Path, sample_rate: float) -> tuple[np.ndarray, np.ndarr
     cues, a window past the recording's ends or a label file scipy cannot read, and DatasetError
     for label files that are missing, of the wrong length, or (in T files) disagree with the cues.
     """
-    from data_pipelines.errors import RecordingError
-    from data_pipelines.preprocess import filter_and_resample
-    from data_pipelines.readers import read_raw
-
     raw = read_raw(path)
     missing = [c for c in FILE_EEG_CHANNELS if c not in raw.ch_names]
     if missing:
@@ -207,12 +208,7 @@ def baseline_zscore(windows: np.ndarray, n_baseline: int, eps: float = BASELINE_
 
 def load(data_dir, sample_rate: float, variant: str | None = None):
     """Every cue window of every session under ``data_dir``, z-scored from its baseline, labelled."""
-    from biocodec_jax.evaluation.dataset import LabelledWindows
-    from data_pipelines.channels import normalize_channel_name
-    from data_pipelines.errors import RecordingError
-    from experiments.tasks.common import SkippedFiles
-
-    variant = _check_variant(variant)
+    variant = check_variant(NAME, VARIANTS, variant)
     xs, ys, subjects, recordings, partitions = [], [], [], [], []
     n_rejected = 0
     sessions = find_sessions(data_dir)
@@ -258,9 +254,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
 
 def make_splits(data, variant: str | None = None, seed: int = 0):
     """The published split: subjects 1-5 train, 6-7 validation, 8-9 test (``seed`` is not used)."""
-    from biocodec_jax.evaluation.splits import fixed_split
-
-    _check_variant(variant)
+    check_variant(NAME, VARIANTS, variant)
     present = set(data.subjects.tolist())
     for part, subjects in SPLIT.items():
         if not present & set(subjects):
@@ -269,23 +263,10 @@ def make_splits(data, variant: str | None = None, seed: int = 0):
     return [fixed_split(SPLIT["train"], SPLIT["val"], SPLIT["test"], name="subjects1-5_6-7_8-9")]
 
 
-def _check_variant(variant: str | None) -> str:
-    from experiments.tasks import check_variant
-
-    return check_variant(NAME, VARIANTS, variant)
-
 
 def _dataset_error(message: str):
-    from biocodec_jax.evaluation.dataset import DatasetError
-
     return DatasetError(f"{NAME}: {message}")
 
 
-def main(argv=None) -> int:
-    from experiments.tasks import common
-
-    return common.main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m experiments.tasks.<task>: the shared command line
+    sys.exit(common.main(sys.modules[__name__]))

@@ -44,9 +44,19 @@ from __future__ import annotations
 
 import logging
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+from biocodec_jax.evaluation.splits import Split
+from data_pipelines.datasets.bonn import BonnDataset, parse_segment
+from data_pipelines.errors import ChannelError, RecordingError
+from data_pipelines.preprocess import filter_and_resample, make_windows
+from data_pipelines.readers import raw_from_array
+from experiments.tasks import common
+from experiments.tasks.common import SkippedFiles, check_variant
 
 NAME = "bonn"
 MODALITY = "eeg"
@@ -69,16 +79,9 @@ LAYOUT = "the five zip files Z.zip, O.zip, N.zip, F.zip, S.zip as distributed (o
 log = logging.getLogger(__name__)
 
 
-def _variant(variant: str | None) -> str:
-    from experiments.tasks import check_variant
-
-    return check_variant(NAME, VARIANTS, variant)
-
 
 def zscore(x: np.ndarray, source: str) -> np.ndarray:
     """``x`` ``[1, T]`` minus its mean, over its SD; :class:`ChannelError` if it is flat."""
-    from data_pipelines.errors import ChannelError
-
     sd = x.std(axis=1, keepdims=True)
     if np.any(sd == 0):
         raise ChannelError(source, CHANNEL_NAMES[0], "flat segment (standard deviation 0); cannot z-score")
@@ -90,9 +93,6 @@ def find_segments(root: Path, letters: str):
 
     Raises :class:`DatasetError` naming the zip file of every needed set that has no segment.
     """
-    from biocodec_jax.evaluation.dataset import DatasetError
-    from data_pipelines.datasets.bonn import BonnDataset
-
     refs, skipped = BonnDataset().find(root)
     for s in skipped:
         log.warning("%s: skipping %s: %s", NAME, s.path, s.reason)
@@ -122,11 +122,6 @@ def read_segments(root: Path, refs, skipped=None) -> tuple[list[np.ndarray], lis
     opens each archive once rather than once per member. ``skipped`` (a :class:`SkippedFiles`): a
     segment that cannot be read is reported to it and left out, rather than raising.
     """
-    import zipfile
-
-    from data_pipelines.datasets.bonn import parse_segment
-    from data_pipelines.errors import RecordingError
-
     segments, sources, kept, archives = [], [], [], {}
     try:
         for ref in refs:
@@ -162,9 +157,6 @@ def resample_segments(segments: list[np.ndarray], sources: list[str], sample_rat
     Segments of equal length go through MNE as the channels of one recording: the same per-channel
     FFT resampling, one call instead of 500 (seconds saved on the full release).
     """
-    from data_pipelines.preprocess import filter_and_resample
-    from data_pipelines.readers import raw_from_array
-
     out: list[np.ndarray | None] = [None] * len(segments)
     for length in sorted({len(s) for s in segments}):
         index = [i for i, s in enumerate(segments) if len(s) == length]
@@ -177,12 +169,7 @@ def resample_segments(segments: list[np.ndarray], sources: list[str], sample_rat
 
 def load(data_dir, sample_rate: float, variant: str | None = None):
     """The variant's labelled 5-s windows of the Bonn segments under ``data_dir`` (see the module doc)."""
-    from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
-    from data_pipelines.errors import RecordingError
-    from data_pipelines.preprocess import make_windows
-    from experiments.tasks.common import SkippedFiles
-
-    variant = _variant(variant)
+    variant = check_variant(NAME, VARIANTS, variant)
     root = Path(data_dir)
     if not root.is_dir():
         raise DatasetError(f"{NAME}: {root} is not a directory; expected {LAYOUT}")
@@ -227,9 +214,6 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
 
 def make_splits(data, variant: str | None = None, seed: int = 0):
     """5 folds over the segment files, stratified by class (see the module doc)."""
-    from biocodec_jax.evaluation.dataset import DatasetError
-    from biocodec_jax.evaluation.splits import Split
-
     files, first = np.unique(data.subjects, return_index=True)
     if len(files) < 3:
         raise DatasetError(f"{data.name}: folds need at least 3 segment files (train, validation, test); got {len(files)}")
@@ -247,11 +231,5 @@ def make_splits(data, variant: str | None = None, seed: int = 0):
     return splits
 
 
-def main(argv=None) -> int:
-    from experiments.tasks import common
-
-    return common.main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m experiments.tasks.<task>: the shared command line
+    sys.exit(common.main(sys.modules[__name__]))

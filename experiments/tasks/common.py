@@ -26,6 +26,7 @@ from biocodec_jax.codec import Codec
 from biocodec_jax.config import apply_overrides, dataclass_from_dict, save_config, to_dict
 from biocodec_jax.evaluation.dataset import DatasetError
 from biocodec_jax.evaluation.runner import CODEC_METHODS, EvalConfig, run_evaluation
+from biocodec_jax.evaluation.splits import partition_holdout_folds, subject_folds
 from data_pipelines.errors import RecordingError
 from experiments.tasks import TASKS, get_task
 
@@ -62,6 +63,41 @@ def build_parser(task: ModuleType, prog: str | None = None) -> argparse.Argument
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the subject folds (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
+
+
+def check_variant(task: str, variants, variant: str | None) -> str:
+    """``variant``, or the task's default (its first) when None; a clear error for an unknown one."""
+    variant = variants[0] if variant is None else variant
+    if variant not in variants:
+        raise ValueError(f"{task}: unknown variant {variant!r}; choose one of {', '.join(variants)}")
+    return variant
+
+
+# The splits several tasks share: a task module sets ``make_splits = common.subject_fold_splits(5)``.
+
+
+def subject_fold_splits(n_folds: int):
+    """A task's ``make_splits(data, variant, seed)``: ``n_folds`` seeded subject folds
+    (:func:`~biocodec_jax.evaluation.splits.subject_folds`; one per subject with fewer subjects, at least 3)."""
+
+    def make_splits(data, variant: str | None = None, seed: int = 0):
+        return subject_folds(data.subjects, n_folds, seed, where=data.name)
+
+    make_splits.__doc__ = (f"{n_folds} subject folds (one per subject with fewer than {n_folds} subjects; "
+                           "at least 3 subjects are needed).")
+    return make_splits
+
+
+def partition_fold_splits(n_folds: int):
+    """A task's ``make_splits(data, variant, seed)``: the official ``eval`` partition as the test set of
+    every split, the training subjects in ``n_folds`` seeded folds, each in turn the validation set
+    (:func:`~biocodec_jax.evaluation.splits.partition_holdout_folds`)."""
+
+    def make_splits(data, variant: str | None = None, seed: int = 0):
+        return partition_holdout_folds(data, n_folds, seed)
+
+    make_splits.__doc__ = f"Official eval as test; train subjects in {n_folds} folds, each in turn validation."
+    return make_splits
 
 
 class SkippedFiles:

@@ -53,6 +53,15 @@ from pathlib import Path
 
 import numpy as np
 
+from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+from data_pipelines.channels import pick_channels
+from data_pipelines.datasets.eegmmidb import EEGMMIDataset
+from data_pipelines.errors import ChannelError, RecordingError
+from data_pipelines.preprocess import filter_and_resample, make_windows
+from data_pipelines.readers import read_raw as _read_raw
+from experiments.tasks import common
+from experiments.tasks.common import SkippedFiles, check_variant
+
 NAME = "eegmmi"
 MODALITY = "eeg"
 VARIANTS = ("motor_imagery", "eyes")
@@ -86,15 +95,10 @@ LAYOUT = "PhysioNet's layout: <data>/S001/S001R01.edf ... (one folder per subjec
 log = logging.getLogger(__name__)
 
 
-def _variant(variant: str | None) -> str:
-    from experiments.tasks import check_variant
-
-    return check_variant(NAME, VARIANTS, variant)
-
 
 def runs_of(variant: str | None, include_real_movement: bool = INCLUDE_REAL_MOVEMENT) -> tuple[int, ...]:
     """The run numbers a variant reads (R04, R08, R12 for motor imagery; R01, R02 for eyes)."""
-    if _variant(variant) == "eyes":
+    if check_variant(NAME, VARIANTS, variant) == "eyes":
         return EYES_RUNS
     return tuple(sorted(IMAGERY_RUNS + (MOVEMENT_RUNS if include_real_movement else ())))
 
@@ -104,8 +108,6 @@ def zscore_on_baseline(x: np.ndarray, baseline_samples: int, channel_names, sour
 
     Raises :class:`ChannelError` naming ``source`` and the channel if that stretch is flat.
     """
-    from data_pipelines.errors import ChannelError
-
     baseline = x[:, :baseline_samples]
     mean, sd = baseline.mean(axis=1), baseline.std(axis=1)
     flat = np.flatnonzero(sd == 0)
@@ -116,10 +118,6 @@ def zscore_on_baseline(x: np.ndarray, baseline_samples: int, channel_names, sour
 
 def read_run(path: Path, sample_rate: float):
     """One run: the 64 EEG channels in :data:`CHANNEL_NAMES` order, band-passed and resampled."""
-    from data_pipelines.channels import pick_channels
-    from data_pipelines.errors import RecordingError
-    from data_pipelines.preprocess import filter_and_resample
-
     raw = read_raw(path)
     pick_channels(raw, "eeg")
     missing = [c for c in CHANNEL_NAMES if c not in raw.ch_names]
@@ -135,15 +133,11 @@ def read_run(path: Path, sample_rate: float):
 
 def read_raw(path: Path):
     # A module-level name, so tests can hand the loader a damaged recording.
-    from data_pipelines.readers import read_raw as _read_raw
-
     return _read_raw(path)
 
 
 def motor_imagery_epochs(raw, path: Path, sample_rate: float) -> tuple[list[np.ndarray], list[int]]:
     """One z-scored epoch 0..4 s after each ``T1``/``T2`` annotation of a run, and its label."""
-    from data_pipelines.errors import RecordingError
-
     annotations = raw.annotations
     events = [(float(o) - raw.first_time, MOTOR_IMAGERY_EVENTS[d]) for o, d in zip(annotations.onset, annotations.description)
               if d in MOTOR_IMAGERY_EVENTS]
@@ -165,8 +159,6 @@ def motor_imagery_epochs(raw, path: Path, sample_rate: float) -> tuple[list[np.n
 
 def eyes_windows(raw, path: Path, sample_rate: float) -> list[np.ndarray]:
     """Every non-overlapping 5-s window of a baseline run, each z-scored on its own first 0.5 s."""
-    from data_pipelines.preprocess import make_windows
-
     n, baseline = int(round(EYES_WINDOW_SECONDS * sample_rate)), int(round(BASELINE_SECONDS * sample_rate))
     windows = make_windows(raw.get_data(), n, source=path)
     return [zscore_on_baseline(w, baseline, CHANNEL_NAMES, f"{path} (window {i})") for i, w in enumerate(windows)]
@@ -175,12 +167,7 @@ def eyes_windows(raw, path: Path, sample_rate: float) -> list[np.ndarray]:
 def load(data_dir, sample_rate: float, variant: str | None = None, *,
          include_real_movement: bool = INCLUDE_REAL_MOVEMENT):
     """The variant's labelled windows from the PhysioNet files under ``data_dir`` (see the module doc)."""
-    from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
-    from data_pipelines.datasets.eegmmidb import EEGMMIDataset
-    from data_pipelines.errors import RecordingError
-    from experiments.tasks.common import SkippedFiles
-
-    variant = _variant(variant)
+    variant = check_variant(NAME, VARIANTS, variant)
     root = Path(data_dir)
     if not root.is_dir():
         raise DatasetError(f"{NAME}: {root} is not a directory; expected {LAYOUT}")
@@ -239,18 +226,8 @@ def load(data_dir, sample_rate: float, variant: str | None = None, *,
                                  sample_rate, preprocessing)
 
 
-def make_splits(data, variant: str | None = None, seed: int = 0):
-    """5 subject folds (fewer with fewer than 5 subjects; at least 3 subjects are needed)."""
-    from biocodec_jax.evaluation.splits import subject_folds
-
-    return subject_folds(data.subjects, N_FOLDS, seed, where=data.name)
+make_splits = common.subject_fold_splits(N_FOLDS)
 
 
-def main(argv=None) -> int:
-    from experiments.tasks import common
-
-    return common.main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m experiments.tasks.<task>: the shared command line
+    sys.exit(common.main(sys.modules[__name__]))

@@ -63,6 +63,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.io
+
+from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+from data_pipelines.datasets.generic import walk_files
+from data_pipelines.datasets.myo import CHANNEL_NAMES, MyoDataset, N_CHANNELS, SAMPLE_RATE
+from data_pipelines.errors import ChannelError, RecordingError
+from data_pipelines.preprocess import filter_and_resample
+from data_pipelines.readers import raw_from_array
+from experiments.tasks import common
+from experiments.tasks.common import SkippedFiles, check_variant
 
 NAME = "emg_gestures"
 MODALITY = "emg"
@@ -102,11 +112,6 @@ NINAPRO_LAYOUT = "Ninapro's layout: <data>/DB2_s1/S1_E1_A1.mat ... (DB2/DB3) or 
 log = logging.getLogger(__name__)
 
 
-def _variant(variant: str | None) -> str:
-    from experiments.tasks import check_variant
-
-    return check_variant(NAME, VARIANTS, variant)
-
 
 # ---------------------------------------------------------------------------------------- shared
 
@@ -133,8 +138,6 @@ def block_window_starts(start: float, stop: float, window: int, margin: float) -
 
 def zscore_channels(x: np.ndarray, channel_names, source) -> np.ndarray:
     """Each channel of ``x`` ``[C, T]`` z-scored over the recording; :class:`ChannelError` if flat."""
-    from data_pipelines.errors import ChannelError
-
     sd = x.std(axis=1)
     flat = np.flatnonzero(sd == 0)
     if flat.size:
@@ -145,9 +148,6 @@ def zscore_channels(x: np.ndarray, channel_names, source) -> np.ndarray:
 def resampled_windows(emg: np.ndarray, channel_names, source_rate: float, sample_rate: float, blocks, margin_s: float, source):
     """Resample ``emg`` ``[C, T]`` to ``sample_rate``, z-score it, and cut the windows of each
     ``(start, stop, label)`` block (source-rate samples). Returns ``(windows, labels)``."""
-    from data_pipelines.preprocess import filter_and_resample
-    from data_pipelines.readers import raw_from_array
-
     raw = filter_and_resample(raw_from_array(emg, list(channel_names), source_rate, "emg", source), sample_rate)
     x = zscore_channels(raw.get_data(), channel_names, source)
     ratio, window = sample_rate / source_rate, int(round(WINDOW_SECONDS * sample_rate))
@@ -168,8 +168,6 @@ def _skipped_note(skipped) -> str:
 
 
 def _check_classes(name: str, y: list[int], class_names, root: Path, skipped=None) -> None:
-    from biocodec_jax.evaluation.dataset import DatasetError
-
     absent = [c for i, c in enumerate(class_names) if i not in set(y)]
     if absent:
         raise DatasetError(f"{name}: no window of class(es) {', '.join(absent)} under {root}{_skipped_note(skipped)}")
@@ -179,9 +177,6 @@ def _check_classes(name: str, y: list[int], class_names, root: Path, skipped=Non
 
 def read_myo(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A Myo file as ``(emg [8, T] float64, labels [T] int)``; :class:`RecordingError` if malformed."""
-    from data_pipelines.datasets.myo import N_CHANNELS
-    from data_pipelines.errors import RecordingError
-
     try:
         table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
     except (OSError, ValueError) as e:
@@ -197,11 +192,6 @@ def read_myo(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_myo(root: Path, sample_rate: float, include_rest: bool = INCLUDE_REST):
-    from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
-    from data_pipelines.datasets.myo import CHANNEL_NAMES, SAMPLE_RATE, MyoDataset
-    from data_pipelines.errors import RecordingError
-    from experiments.tasks.common import SkippedFiles
-
     refs, skipped = MyoDataset().find(root)
     for s in skipped:
         log.warning("%s: skipping %s: %s", NAME, s.path, s.reason)
@@ -242,8 +232,6 @@ def load_myo(root: Path, sample_rate: float, include_rest: bool = INCLUDE_REST):
 # ---------------------------------------------------------------------------------------- ninapro
 
 def _mat_vector(mat: dict, name: str, n: int, path: Path) -> np.ndarray:
-    from data_pipelines.errors import RecordingError
-
     if name not in mat:
         raise RecordingError(path, f"no {name!r} variable (the labels); found {sorted(k for k in mat if not k.startswith('__'))}")
     v = np.asarray(mat[name]).ravel()
@@ -263,8 +251,6 @@ def database_folder(path: Path, root: Path) -> str | None:
 
 def ninapro_database(path: Path, root: Path, n_channels: int) -> str:
     """The database of a Ninapro file: the nearest ``DB<n>...`` folder, else its channel count."""
-    from data_pipelines.errors import RecordingError
-
     name = database_folder(path, root)
     if name is not None:
         if name not in NINAPRO:
@@ -282,8 +268,6 @@ def global_movements(labels: np.ndarray, database: str, exercise: int, path: Pat
     Files already holding global ids (DB2/DB3 exercise 2: 18..40) are recognised because no
     movement id is at or below the exercise's offset, and kept.
     """
-    from data_pipelines.errors import RecordingError
-
     counts = NINAPRO[database].movements
     offset, n = sum(counts[:exercise - 1]), counts[exercise - 1]
     moving = labels > 0
@@ -299,8 +283,6 @@ def global_movements(labels: np.ndarray, database: str, exercise: int, path: Pat
 
 def find_ninapro(root: Path) -> list[tuple[Path, int, int]]:
     """``(path, subject number, exercise)`` of every Ninapro ``S<n>_E<e>_A1.mat`` file under ``root``."""
-    from data_pipelines.datasets.generic import walk_files
-
     found = []
     for path in walk_files(root):
         if path.suffix.lower() != ".mat":
@@ -314,12 +296,6 @@ def find_ninapro(root: Path) -> list[tuple[Path, int, int]]:
 
 
 def load_ninapro(root: Path, sample_rate: float, include_rest: bool = INCLUDE_REST):
-    import scipy.io
-
-    from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
-    from data_pipelines.errors import RecordingError
-    from experiments.tasks.common import SkippedFiles
-
     files = find_ninapro(root)
     if not files:
         raise DatasetError(f"{NAME} (ninapro): no Ninapro .mat files under {root}; expected {NINAPRO_LAYOUT}")
@@ -395,9 +371,7 @@ def load_ninapro(root: Path, sample_rate: float, include_rest: bool = INCLUDE_RE
 
 def load(data_dir, sample_rate: float, variant: str | None = None, *, include_rest: bool = INCLUDE_REST):
     """The variant's labelled 1-s EMG windows under ``data_dir`` (see the module doc)."""
-    from biocodec_jax.evaluation.dataset import DatasetError
-
-    variant = _variant(variant)
+    variant = check_variant(NAME, VARIANTS, variant)
     root = Path(data_dir)
     if not root.is_dir():
         raise DatasetError(f"{NAME}: {root} is not a directory; expected {MYO_LAYOUT if variant == 'myo' else NINAPRO_LAYOUT}")
@@ -406,18 +380,8 @@ def load(data_dir, sample_rate: float, variant: str | None = None, *, include_re
     return load_ninapro(root, sample_rate, include_rest)
 
 
-def make_splits(data, variant: str | None = None, seed: int = 0):
-    """Subject folds: 5, or one per subject when there are 3 or 4 subjects."""
-    from biocodec_jax.evaluation.splits import subject_folds
-
-    return subject_folds(data.subjects, N_FOLDS, seed, where=data.name)
+make_splits = common.subject_fold_splits(N_FOLDS)
 
 
-def main(argv=None) -> int:
-    from experiments.tasks import common
-
-    return common.main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m experiments.tasks.<task>: the shared command line
+    sys.exit(common.main(sys.modules[__name__]))

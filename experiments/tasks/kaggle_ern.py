@@ -51,10 +51,20 @@ from __future__ import annotations
 import csv
 import re
 import sys
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
+import mne
 import numpy as np
+from scipy.signal import resample_poly
+
+from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+from biocodec_jax.evaluation.splits import holdout_folds
+from data_pipelines.channels import normalize_channel_name
+from data_pipelines.errors import RecordingError
+from experiments.tasks import common
+from experiments.tasks.common import SkippedFiles, check_variant
 
 NAME = "kaggle_ern"
 MODALITY = "eeg"
@@ -98,8 +108,6 @@ def find_sessions(data_dir: str | Path, part: str) -> list[tuple[str, str, Path]
 
 def read_session(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(eeg [56, T], eog [T], feedback onsets [K])`` of a session CSV, values as stored."""
-    from data_pipelines.errors import RecordingError
-
     try:
         with open(path, newline="") as f:
             header = [h.strip() for h in f.readline().strip().split(",")]
@@ -129,10 +137,6 @@ def read_session(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def clean_session(eeg: np.ndarray, eog: np.ndarray, use_ica: bool) -> np.ndarray:
     """Band-pass (EEG and EOG), notch (EEG) and, with ``use_ica``, remove EOG components; -> EEG ``[56, T]``."""
-    import warnings
-
-    import mne
-
     # A plain RawArray: one given a file name (data_pipelines.readers.raw_from_array) makes ICA's
     # internal crop look for that file on disk.
     names = [_canonical(c) for c in EEG_COLUMNS] + [EOG_COLUMN]
@@ -153,8 +157,6 @@ def clean_session(eeg: np.ndarray, eog: np.ndarray, use_ica: bool) -> np.ndarray
 
 def epochs(eeg: np.ndarray, onsets: np.ndarray, source: Path) -> np.ndarray:
     """``[K, 56, 241]`` epochs -0.2..+1.0 s (ends included) at 200 Hz, minus their -0.2..0 s mean."""
-    from data_pipelines.errors import RecordingError
-
     start, stop = int(round(TMIN * FILE_RATE)), int(round(TMAX * FILE_RATE))
     outside = np.flatnonzero((onsets + start < 0) | (onsets + stop >= eeg.shape[1]))
     if outside.size:
@@ -181,8 +183,6 @@ def epoch_samples(sample_rate: float) -> int:
 
 def normalise(windows: np.ndarray, sample_rate: float) -> np.ndarray:
     """Resample ``[K, C, 241]`` epochs to ``sample_rate``, common-average reference, z-score per channel."""
-    from scipy.signal import resample_poly
-
     up, down = resample_factors(sample_rate)
     if up != down:
         windows = resample_poly(windows, up, down, axis=-1)
@@ -296,11 +296,7 @@ def _session_labels(labels: dict[str, int], session_id: str, n_feedback: int, la
 
 def load(data_dir, sample_rate: float, variant: str | None = None):
     """Every feedback epoch of the train and test sessions, preprocessed as the original, labelled."""
-    from biocodec_jax.evaluation.dataset import LabelledWindows
-    from data_pipelines.errors import RecordingError
-    from experiments.tasks.common import SkippedFiles
-
-    variant = _check_variant(variant)
+    variant = check_variant(NAME, VARIANTS, variant)
     data_dir = Path(data_dir)
     train = find_sessions(data_dir, "train")
     test = find_sessions(data_dir, "test")
@@ -369,9 +365,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
 
 def make_splits(data, variant: str | None = None, seed: int = 0):
     """The training subjects in 4 groups, each in turn the validation set; the test subjects as test."""
-    from biocodec_jax.evaluation.splits import holdout_folds
-
-    _check_variant(variant)
+    check_variant(NAME, VARIANTS, variant)
     train = sorted(set(data.subjects[data.partitions == "train"].tolist()))
     test = sorted(set(data.subjects[data.partitions == "test"].tolist()))
     if len(train) < 2 or not test:
@@ -380,28 +374,13 @@ def make_splits(data, variant: str | None = None, seed: int = 0):
 
 
 def _canonical(column: str) -> str:
-    from data_pipelines.channels import normalize_channel_name
-
     return normalize_channel_name("PO8" if column == "P08" else column)
 
 
-def _check_variant(variant: str | None) -> str:
-    from experiments.tasks import check_variant
-
-    return check_variant(NAME, VARIANTS, variant)
-
 
 def _dataset_error(message: str):
-    from biocodec_jax.evaluation.dataset import DatasetError
-
     return DatasetError(f"{NAME}: {message}")
 
 
-def main(argv=None) -> int:
-    from experiments.tasks import common
-
-    return common.main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m experiments.tasks.<task>: the shared command line
+    sys.exit(common.main(sys.modules[__name__]))

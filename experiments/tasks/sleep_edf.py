@@ -53,7 +53,15 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import mne
 import numpy as np
+
+from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+from data_pipelines.errors import ChannelError, RecordingError
+from data_pipelines.preprocess import check_finite, filter_and_resample
+from data_pipelines.readers import read_raw as _read_raw
+from experiments.tasks import common
+from experiments.tasks.common import SkippedFiles, check_variant
 
 NAME = "sleep_edf"
 MODALITY = "eeg"
@@ -83,21 +91,13 @@ LAYOUT = ("PhysioNet's layout: <data>/sleep-cassette/SC4001E0-PSG.edf + SC4001EC
 log = logging.getLogger(__name__)
 
 
-def _variant(variant: str | None) -> str:
-    from experiments.tasks import check_variant
-
-    return check_variant(NAME, VARIANTS, variant)
-
 
 def find_nights(data_dir, variant: str | None = None) -> list[tuple[Path, Path, str]]:
     """``(psg, hypnogram, subject)`` of every night of the variant's studies, sorted.
 
     Raises :class:`RecordingError` naming the first PSG without a hypnogram (before any is read).
     """
-    from biocodec_jax.evaluation.dataset import DatasetError
-    from data_pipelines.errors import RecordingError
-
-    variant = _variant(variant)
+    variant = check_variant(NAME, VARIANTS, variant)
     root = Path(data_dir)
     if not root.is_dir():
         raise DatasetError(f"{NAME}: {root} is not a directory; expected {LAYOUT}")
@@ -154,10 +154,6 @@ def hypnogram_epochs(path: Path, offset_s: float = 0.0) -> list[tuple[float, int
     ``offset_s``: the hypnogram's start minus the PSG's, added to every onset. Raises
     :class:`RecordingError` naming the file if it cannot be read or holds an unknown label.
     """
-    import mne
-
-    from data_pipelines.errors import RecordingError
-
     try:
         annotations = mne.read_annotations(path)
     except Exception as e:  # MNE raises OSError, ValueError, ... for a damaged file
@@ -175,8 +171,6 @@ def hypnogram_epochs(path: Path, offset_s: float = 0.0) -> list[tuple[float, int
 def select_epochs(epochs: list[tuple[float, int | None]], duration_s: float, path: Path) -> list[tuple[float, int]]:
     """The epochs kept: inside the PSG, scored, from 30 min before the first sleep epoch to 30 min
     after the last one. Raises :class:`RecordingError` if the night has no sleep epoch."""
-    from data_pipelines.errors import RecordingError
-
     inside = [(t, c) for t, c in epochs if t >= 0 and t + EPOCH_SECONDS <= duration_s + 1e-6]
     sleep = [t for t, c in inside if c in SLEEP_CLASSES]
     if not sleep:
@@ -187,8 +181,6 @@ def select_epochs(epochs: list[tuple[float, int | None]], duration_s: float, pat
 
 def read_raw(path: Path):
     # A module-level name, so tests can hand the loader a damaged recording.
-    from data_pipelines.readers import read_raw as _read_raw
-
     return _read_raw(path)
 
 
@@ -200,9 +192,6 @@ def zscore_epochs(x: np.ndarray) -> np.ndarray:
 
 def night_windows(psg: Path, hypnogram: Path, sample_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One night: ``(windows [6E, 2, W], labels [6E], epoch index [6E])`` of its ``E`` kept epochs."""
-    from data_pipelines.errors import ChannelError, RecordingError
-    from data_pipelines.preprocess import check_finite, filter_and_resample
-
     psg_start, hyp_start = edf_start(psg), edf_start(hypnogram)
     offset = (hyp_start - psg_start).total_seconds() if psg_start and hyp_start else 0.0
     raw = read_raw(psg)
@@ -243,11 +232,7 @@ def night_windows(psg: Path, hypnogram: Path, sample_rate: float) -> tuple[np.nd
 
 def load(data_dir, sample_rate: float, variant: str | None = None):
     """The kept 30-s epochs of every night as six labelled 5-s windows each (see the module doc)."""
-    from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
-    from data_pipelines.errors import RecordingError
-    from experiments.tasks.common import SkippedFiles
-
-    variant = _variant(variant)
+    variant = check_variant(NAME, VARIANTS, variant)
     nights = find_nights(data_dir, variant)
     if not float(EPOCH_SECONDS * sample_rate).is_integer() or not float(WINDOW_SECONDS * sample_rate).is_integer():
         raise ValueError(f"{NAME}: {sample_rate} Hz gives no whole number of samples per 5-s window")
@@ -287,18 +272,8 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
                                  sample_rate, preprocessing, segments=np.concatenate(segments))
 
 
-def make_splits(data, variant: str | None = None, seed: int = 0):
-    """5 subject folds (fewer with fewer than 5 subjects; at least 3 subjects are needed)."""
-    from biocodec_jax.evaluation.splits import subject_folds
-
-    return subject_folds(data.subjects, N_FOLDS, seed, where=data.name)
+make_splits = common.subject_fold_splits(N_FOLDS)
 
 
-def main(argv=None) -> int:
-    from experiments.tasks import common
-
-    return common.main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m experiments.tasks.<task>: the shared command line
+    sys.exit(common.main(sys.modules[__name__]))

@@ -60,6 +60,21 @@ from pathlib import Path
 
 import numpy as np
 
+from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+from data_pipelines.channels import pick_channels
+from data_pipelines.errors import ChannelError, RecordingError
+from data_pipelines.preprocess import (
+    check_finite,
+    clip,
+    filter_and_resample,
+    flat_channels,
+    make_windows,
+    robust_normalize,
+)
+from data_pipelines.readers import read_raw as _read_raw
+from experiments.tasks import common
+from experiments.tasks.common import SkippedFiles, check_variant
+
 NAME = "tuab"
 MODALITY = "eeg"
 VARIANTS = ("abnormal",)
@@ -84,8 +99,6 @@ log = logging.getLogger(__name__)
 
 def edf_root(data_dir, name: str = NAME, layout: str = LAYOUT) -> Path:
     """The folder holding ``train/`` and ``eval/``: ``<data>/edf`` or ``<data>`` itself."""
-    from biocodec_jax.evaluation.dataset import DatasetError
-
     root = Path(data_dir)
     if not root.is_dir():
         raise DatasetError(f"{name}: {root} is not a directory; expected {layout}")
@@ -97,8 +110,6 @@ def edf_root(data_dir, name: str = NAME, layout: str = LAYOUT) -> Path:
 
 def find_recordings(data_dir) -> list[tuple[Path, str, int, str]]:
     """``(path, partition, label, subject)`` of every TUAB recording under ``data_dir``, sorted."""
-    from biocodec_jax.evaluation.dataset import DatasetError
-
     root = edf_root(data_dir)
     found = []
     for partition in PARTITIONS:
@@ -116,8 +127,6 @@ def find_recordings(data_dir) -> list[tuple[Path, str, int, str]]:
 
 def read_raw(path: Path):
     # A module-level name, so tests can hand the loader a damaged recording.
-    from data_pipelines.readers import read_raw as _read_raw
-
     return _read_raw(path)
 
 
@@ -126,9 +135,6 @@ def read_recording(path: Path):
 
     Raises :class:`ChannelError` naming the file and the first electrode it lacks.
     """
-    from data_pipelines.channels import pick_channels
-    from data_pipelines.errors import ChannelError
-
     raw = read_raw(path)
     pick_channels(raw, "eeg", only=CHANNELS)
     missing = [c for c in CHANNELS if c not in raw.ch_names]
@@ -145,9 +151,6 @@ def preprocess(raw, sample_rate: float, path: Path) -> np.ndarray:
     Raises :class:`ChannelError` naming the channel if it holds NaN/Inf or is flat (checked before
     filtering, which would turn a flat line into rounding noise that normalisation then blows up).
     """
-    from data_pipelines.errors import ChannelError
-    from data_pipelines.preprocess import check_finite, clip, filter_and_resample, flat_channels, robust_normalize
-
     x = raw.get_data()
     check_finite(x, CHANNELS, path)
     flat = flat_channels(x)
@@ -160,8 +163,6 @@ def preprocess(raw, sample_rate: float, path: Path) -> np.ndarray:
 def segment_windows(x: np.ndarray, window_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """Back-to-back 10-s segments of ``x`` ``[C, T]``, each as two 5-s windows: ``(windows [2S, C, W],
     segment index of each window)``; no segment (empty arrays) when ``T`` is under 10 s."""
-    from data_pipelines.preprocess import make_windows
-
     n_segments = x.shape[1] // (WINDOWS_PER_SEGMENT * window_samples)
     if n_segments == 0:
         return np.zeros((0, x.shape[0], window_samples), np.float32), np.zeros(0, np.int64)
@@ -171,12 +172,6 @@ def segment_windows(x: np.ndarray, window_samples: int) -> tuple[np.ndarray, np.
 
 def load(data_dir, sample_rate: float, variant: str | None = None):
     """Every recording's 10-s segments as pairs of 5-s windows, labelled by folder (see the module doc)."""
-    from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
-    from data_pipelines.errors import ChannelError, RecordingError
-    from experiments.tasks.common import SkippedFiles
-
-    from experiments.tasks import check_variant
-
     check_variant(NAME, VARIANTS, variant)
     root = edf_root(data_dir)
     recordings = find_recordings(data_dir)
@@ -227,18 +222,8 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
                                  preprocessing, segments=np.concatenate(segments), partitions=partitions)
 
 
-def make_splits(data, variant: str | None = None, seed: int = 0):
-    """Official eval as test; train subjects in 5 folds, each in turn validation."""
-    from biocodec_jax.evaluation.splits import partition_holdout_folds
-
-    return partition_holdout_folds(data, N_FOLDS, seed)
+make_splits = common.partition_fold_splits(N_FOLDS)
 
 
-def main(argv=None) -> int:
-    from experiments.tasks import common
-
-    return common.main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m experiments.tasks.<task>: the shared command line
+    sys.exit(common.main(sys.modules[__name__]))

@@ -60,6 +60,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import butter, sosfiltfilt
+
+from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+from data_pipelines.channels import pick_channels
+from data_pipelines.errors import ChannelError, RecordingError
+from data_pipelines.preprocess import check_finite, filter_and_resample
+from data_pipelines.readers import raw_from_array, read_raw as _read_raw
+from experiments.tasks import common
+from experiments.tasks.common import SkippedFiles, check_variant
+from experiments.tasks.tuab import edf_root
 
 NAME = "tuev"
 MODALITY = "eeg"
@@ -92,10 +102,6 @@ def find_recordings(data_dir) -> list[tuple[Path, Path, str, str]]:
 
     Raises :class:`RecordingError` naming the first ``.rec`` file that is missing.
     """
-    from biocodec_jax.evaluation.dataset import DatasetError
-    from data_pipelines.errors import RecordingError
-    from experiments.tasks.tuab import edf_root
-
     root = edf_root(data_dir, NAME, LAYOUT)
     found = []
     for partition in PARTITIONS:
@@ -115,8 +121,6 @@ def read_rec(path: Path, duration_s: float) -> list[tuple[float, float, int]]:
     Raises :class:`RecordingError` naming the file and line for a malformed row, an unknown label
     or channel, or an event outside the recording's ``duration_s``.
     """
-    from data_pipelines.errors import RecordingError
-
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -142,8 +146,6 @@ def read_rec(path: Path, duration_s: float) -> list[tuple[float, float, int]]:
 
 def read_raw(path: Path):
     # A module-level name, so tests can hand the loader a damaged recording.
-    from data_pipelines.readers import read_raw as _read_raw
-
     return _read_raw(path)
 
 
@@ -152,9 +154,6 @@ def bipolar_montage(path: Path) -> tuple[np.ndarray, float]:
 
     Raises :class:`ChannelError` naming the file and the first electrode it lacks.
     """
-    from data_pipelines.channels import pick_channels
-    from data_pipelines.errors import ChannelError
-
     raw = read_raw(path)
     pick_channels(raw, "eeg", only=ELECTRODES)
     missing = [e for e in ELECTRODES if e not in raw.ch_names]
@@ -168,11 +167,6 @@ def bipolar_montage(path: Path) -> tuple[np.ndarray, float]:
 
 def preprocess(x: np.ndarray, rate: float, sample_rate: float, path: Path) -> np.ndarray:
     """Butterworth band-pass (zero-phase), resampling to ``sample_rate``, per-channel z-score over the recording."""
-    from scipy.signal import butter, sosfiltfilt
-
-    from data_pipelines.preprocess import check_finite, filter_and_resample
-    from data_pipelines.readers import raw_from_array
-
     check_finite(x, CHANNEL_NAMES, path)
     # Flatness is judged before filtering: filtering turns a flat line into rounding noise that
     # the z-score would blow up to unit variance.
@@ -198,13 +192,6 @@ def event_windows(x: np.ndarray, events: list[tuple[float, float, int]], sample_
 
 def load(data_dir, sample_rate: float, variant: str | None = None):
     """One 5-s window per ``.rec`` event, 16 bipolar channels, 6 classes (see the module doc)."""
-    from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
-    from data_pipelines.errors import RecordingError
-    from experiments.tasks.common import SkippedFiles
-    from experiments.tasks.tuab import edf_root
-
-    from experiments.tasks import check_variant
-
     check_variant(NAME, VARIANTS, variant)
     root = edf_root(data_dir, NAME, LAYOUT)
     recordings = find_recordings(data_dir)
@@ -245,18 +232,8 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
                                  preprocessing, partitions=partitions)
 
 
-def make_splits(data, variant: str | None = None, seed: int = 0):
-    """Official eval as test; train subjects in 5 folds, each in turn validation."""
-    from biocodec_jax.evaluation.splits import partition_holdout_folds
-
-    return partition_holdout_folds(data, N_FOLDS, seed)
+make_splits = common.partition_fold_splits(N_FOLDS)
 
 
-def main(argv=None) -> int:
-    from experiments.tasks import common
-
-    return common.main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m experiments.tasks.<task>: the shared command line
+    sys.exit(common.main(sys.modules[__name__]))
