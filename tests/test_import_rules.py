@@ -53,7 +53,6 @@ class Import:
     type_checking: bool  # under `if TYPE_CHECKING:`
     implied: bool = False  # a package above the named module, whose __init__ runs first
 
-
     def where(self) -> str:
         return f"{self.path}:{self.line}"
 
@@ -333,4 +332,18 @@ def test_checker_allows_local_imports_of_optional_dependencies_only(tmp_path):
         "biocodec_jax/codec.py:11: function-local import of json (not an optional dependency; import it at the top of the module)",
         "biocodec_jax/codec.py:12: function-local import of biocodec_jax.losses (not an optional dependency; "
         "import it at the top of the module)",
+    ]
+
+
+def test_checker_lets_the_cli_import_the_compute_stack_when_a_command_runs(tmp_path):
+    root = _plant(tmp_path, {
+        "biocodec_jax/__init__.py": "",
+        "biocodec_jax/codec.py": "import jax\n",
+        "biocodec_jax/info.py": "import json\n",
+        "biocodec_jax/cli.py": "def run():\n    import jax\n    from biocodec_jax import codec\n    from biocodec_jax import info\n",
+        "biocodec_jax/other.py": "def run():\n    from biocodec_jax import codec\n",
+    })
+    assert [v.split(" (")[0] for v in local_import_violations(*scan(root))] == [
+        "biocodec_jax/cli.py:4: function-local import of biocodec_jax.info",
+        "biocodec_jax/other.py:2: function-local import of biocodec_jax.codec",
     ]
