@@ -211,7 +211,7 @@ def test_failure_leaves_no_report(codec, recording, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr(reports.write, "plot_quality_vs_bitrate", broken)  # the name write_report draws with
+    monkeypatch.setattr(reports.figures, "plot_quality_vs_bitrate", broken)
     with pytest.raises(RuntimeError, match="drawing failed"):
         reports.write_report(codec, recording, tmp_path, max_plot_channels=1, excerpt_seconds=1.0)
     # The old report is intact (nothing is moved into place before everything is drawn and written),

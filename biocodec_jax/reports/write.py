@@ -9,15 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from biocodec_jax.reports.figures import (
-    FIGURES,
-    plot_bands,
-    plot_channels,
-    plot_codebooks,
-    plot_psd,
-    plot_quality_vs_bitrate,
-    plot_signals,
-)
+from biocodec_jax.reports import figures
 from biocodec_jax.reports.measurement import measure, reconstruct_recording
 from biocodec_jax.reports.text import FIGURES_DIR, REPORT_JSON, REPORT_MD, markdown
 
@@ -58,12 +50,13 @@ def write_report(
     try:
         (staging / FIGURES_DIR).mkdir()
         drawn = {
-            "signals": lambda p: plot_signals(p, rec, results, max_channels=max_plot_channels, excerpt_seconds=excerpt_seconds),
-            "psd": lambda p: plot_psd(p, results),
-            "bands": lambda p: plot_bands(p, results),
-            "channels": lambda p: plot_channels(p, results),
-            "codebooks": lambda p: plot_codebooks(p, results),
-            "quality_vs_bitrate": lambda p: plot_quality_vs_bitrate(p, results),
+            "signals": lambda p: figures.plot_signals(p, rec, results, max_channels=max_plot_channels,
+                                                      excerpt_seconds=excerpt_seconds),
+            "psd": lambda p: figures.plot_psd(p, results),
+            "bands": lambda p: figures.plot_bands(p, results),
+            "channels": lambda p: figures.plot_channels(p, results),
+            "codebooks": lambda p: figures.plot_codebooks(p, results),
+            "quality_vs_bitrate": lambda p: figures.plot_quality_vs_bitrate(p, results),
         }
         for name, draw in drawn.items():
             draw(staging / FIGURES_DIR / f"{name}.png")
@@ -73,7 +66,7 @@ def write_report(
         (output_dir / REPORT_MD).unlink(missing_ok=True)  # an old report must not outlive a failed swap
         (output_dir / FIGURES_DIR).mkdir(exist_ok=True)
         paths: dict[str, Path] = {}
-        for name in FIGURES:
+        for name in figures.FIGURES:
             paths[name] = output_dir / FIGURES_DIR / f"{name}.png"
             os.replace(staging / FIGURES_DIR / f"{name}.png", paths[name])
         for key, name in (("json", REPORT_JSON), ("markdown", REPORT_MD)):
@@ -81,4 +74,4 @@ def write_report(
             os.replace(staging / name, paths[key])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"markdown": paths["markdown"], "json": paths["json"], **{name: paths[name] for name in FIGURES}}
+    return {"markdown": paths["markdown"], "json": paths["json"], **{name: paths[name] for name in figures.FIGURES}}
