@@ -1,4 +1,5 @@
-"""The network: parameter counts, shapes, frame counts, causality, jit/no-jit agreement."""
+"""The network: parameter counts, shapes, frame counts, causality, jit/no-jit agreement, and each
+layer's streaming ``step`` over chunks against its offline call."""
 
 import jax
 import jax.numpy as jnp
@@ -7,8 +8,10 @@ import pytest
 from flax import nnx
 
 from biocodec_jax import Codec, preset
+from biocodec_jax import model as model_lib
 from biocodec_jax.model import BioCodecModel
-from biocodec_jax.nn.conv import causal_padding, reflect_pad
+from biocodec_jax.nn.conv import CausalConv1d, CausalConvTranspose1d, causal_padding, reflect_pad
+from biocodec_jax.nn.lstm import LSTM
 from biocodec_jax.nn.seanet import count_params
 
 
@@ -101,8 +104,6 @@ def test_decoder_is_causal(original_codec):
 
 
 def test_jit_and_no_jit_agree(tiny):
-    from biocodec_jax import model as model_lib
-
     x = jnp.asarray(np.random.default_rng(4).standard_normal((3, 90)).astype(np.float32))
     jitted = jax.jit(model_lib.encode, static_argnums=(0, 4))(tiny.graphdef, tiny.params, tiny.codebooks, x, tiny.n_q)
     jitted_emb = jax.jit(model_lib.embed, static_argnums=0)(tiny.graphdef, tiny.params, x)
@@ -119,3 +120,59 @@ def test_same_seed_same_codec_different_seed_different():
     for u, v in zip(leaves(a), leaves(b)):
         np.testing.assert_array_equal(u, v)
     assert any(not np.array_equal(u, v) for u, v in zip(leaves(a), leaves(c)))
+
+
+def _step_through(module, x: jax.Array, first: int, size: int, state=None):
+    """``module.step`` over ``x`` ``[N, T, C]`` cut into chunks (``first`` samples, then ``size`` each,
+    the last one what is left), from ``state``; returns the outputs concatenated over time."""
+    ys, i = [], 0
+    while i < x.shape[1]:
+        n = first if i == 0 else size
+        y, state = module.step(x[:, i : i + n], state)
+        ys.append(y)
+        i += n
+    return jnp.concatenate(ys, axis=1)
+
+
+# (layer, first chunk, chunk size): the first chunk longer than the convolution's left padding,
+# later chunks whole frames (multiples of the stride), the last one partial (29 samples).
+STEP_CASES = [
+    (lambda r: CausalConv1d(3, 5, 3, dilation=2, rngs=r), 5, 3),
+    (lambda r: CausalConv1d(3, 5, 1, rngs=r), 1, 2),
+    (lambda r: CausalConv1d(3, 5, 6, stride=3, rngs=r), 6, 3),
+    (lambda r: CausalConvTranspose1d(3, 5, 4, stride=2, rngs=r), 1, 1),
+    (lambda r: LSTM(3, 5, 2, rngs=r), 1, 4),
+]
+
+
+@pytest.mark.parametrize("make, first, size", STEP_CASES)
+def test_layer_step_over_chunks_equals_the_offline_call(make, first, size):
+    """A layer's ``step`` over chunks of a signal, from ``init_state``, computes its offline output;
+    ``step`` from no state is the offline call itself (``__call__`` is defined through it)."""
+    layer = make(nnx.Rngs(params=0))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 29, 3)).astype(np.float32))
+    offline = np.asarray(layer(x))
+    np.testing.assert_array_equal(np.asarray(layer.step(x)[0]), offline)
+    streamed = np.asarray(_step_through(layer, x, first, size, layer.init_state(2)))
+    assert streamed.shape == offline.shape
+    np.testing.assert_allclose(streamed, offline, rtol=0, atol=1e-6)  # float32 rounding of differently sized calls
+
+
+def test_encoder_and_decoder_step_over_chunks_equal_offline(tiny):
+    """The whole encoder and decoder, chunk by chunk as a stream runs them (one jitted program each)."""
+    cfg, hop = tiny.codec_config, tiny.hop_length
+    x = jnp.asarray(np.random.default_rng(5).standard_normal((2, 15 * hop + 3, 1)).astype(np.float32))
+
+    @jax.jit
+    def run(params, x):
+        model = nnx.merge(tiny.graphdef, params)
+        enc, dec = model.encoder, model.decoder
+        emb = enc(x)
+        streamed = _step_through(enc, x, 3 * hop, hop, enc.init_state(2))  # 3 frames of warm-up, then 1 frame
+        return emb, streamed, dec(emb), _step_through(dec, emb, 3, 2, dec.init_state(2))
+
+    emb, emb_streamed, y, y_streamed = (np.asarray(a) for a in run(tiny.params, x))
+    assert emb.shape == emb_streamed.shape == (2, 16, cfg.dimension)
+    np.testing.assert_allclose(emb_streamed, emb, rtol=0, atol=1e-5)
+    assert y.shape == y_streamed.shape == (2, 16 * hop, 1)
+    np.testing.assert_allclose(y_streamed, y, rtol=0, atol=1e-5)

@@ -24,6 +24,10 @@ parameters' dtype (float32), so the norm of ``v`` is never rounded; the input is
 and the convolution computes and returns ``dtype``. The float32 kernel is cast at the convolution
 (``xla``) or kept: the matmul paths accumulate in float32 and return a float32 kernel gradient
 (:func:`mixed_matmul`).
+
+Streaming: each layer's ``step(x, state)`` computes one chunk from the input it carries from the
+chunk before (None at the start of a signal); ``__call__`` is ``step`` from no state, so offline
+and streaming are one definition (``biocodec_jax/streaming.py``).
 """
 
 from __future__ import annotations
@@ -218,10 +222,34 @@ class CausalConv1d(nnx.Module):
         self.bias = nnx.Param(_uniform(rngs.params(), (out_channels,), bound))
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """The whole signal ``[N, T, C_in]`` -> ``[N, ceil(T / stride), C_out]``."""
+        return self.step(x)[0]
+
+    def init_state(self, batch: int) -> None:
+        """The state at the start of a stream: none (the first chunk is reflect-padded, as offline)."""
+        return None
+
+    def step(self, x: jax.Array, state: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """One chunk ``[N, n, C_in]`` -> ``(y [N, ceil(n / stride), C_out], state)``.
+
+        ``state`` None: ``x`` starts the signal (the whole signal offline, or a stream's first chunk)
+        and is reflect-padded on the left like the original. Otherwise ``state`` holds the last
+        ``k_eff - stride`` input samples before ``x``, which follows a whole number of frames: the
+        convolution of those plus ``x`` is the one offline computes at these positions. The right
+        padding of a last, partial frame is the same either way. Returns the input samples the next
+        chunk needs (unused offline; jit drops them).
+        """
+        x = _cast(x, self.dtype)
         left, right = causal_padding(x.shape[1], self.kernel_size, self.stride, self.dilation)
-        x = reflect_pad(_cast(x, self.dtype), left, right)
+        if state is None:
+            x = reflect_pad(x, left, right)
+        else:
+            x = jnp.concatenate([state, x], axis=1)
+            if right:
+                x = reflect_pad(x, 0, right)
+        state = x[:, x.shape[1] - right - left : x.shape[1] - right]  # the last `left` samples before the right padding
         kernel = weight_norm(self.weight_g[...], self.weight_v[...], keep_axis=2)  # parameters' dtype
-        return conv1d(x, kernel, self.bias[...], self.stride, self.dilation, self.impl)
+        return conv1d(x, kernel, self.bias[...], self.stride, self.dilation, self.impl), state
 
 
 class CausalConvTranspose1d(nnx.Module):
@@ -241,5 +269,27 @@ class CausalConvTranspose1d(nnx.Module):
         self.bias = nnx.Param(_uniform(rngs.params(), (out_channels,), bound))
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """The whole signal ``[N, T, C_in]`` -> ``[N, T * stride, C_out]``."""
+        return self.step(x)[0]
+
+    def init_state(self, batch: int) -> None:
+        """The state at the start of a stream: none (nothing precedes the first frame)."""
+        return None
+
+    def step(self, x: jax.Array, state: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """One chunk of frames ``[N, m, C_in]`` -> ``(y [N, m * stride, C_out], state)``.
+
+        Causal without padding: output block ``t`` needs input frames ``t - h .. t`` (``h =
+        ceil(k / stride) - 1``), so ``state`` (None at the start of the signal) holds the last ``h``
+        frames before ``x``; the blocks they produce themselves were returned by the chunk before.
+        """
+        s = self.stride
+        history = -(-self.kernel_size // s) - 1
         kernel = weight_norm(self.weight_g[...], self.weight_v[...], keep_axis=1)  # parameters' dtype
-        return conv_transpose1d_causal(_cast(x, self.dtype), kernel, self.bias[...], self.stride)
+        x = _cast(x, self.dtype)
+        if state is not None:
+            x = jnp.concatenate([state, x], axis=1)
+        y = conv_transpose1d_causal(x, kernel, self.bias[...], s)
+        if state is not None:
+            y = y[:, history * s :]
+        return y, x[:, x.shape[1] - history :]

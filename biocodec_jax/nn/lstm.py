@@ -18,6 +18,9 @@ the 2-core CPU, EEG preset, batch 32, two layers of 256 over 105 steps):
 - Without gradients and at batch >= 64 (inference), ``[x_t, h] @ [W_ih; W_hh]`` inside the loop
   instead: 1.1-1.3x faster there, as the ``[T, N, 4H]`` projection no longer goes through memory
   (110 MB at batch 256); at batch 32 the projection outside the loop is 10% faster.
+
+Streaming (``LSTMLayer.time_major_step``, ``LSTM.step``): a chunk runs the same forward
+(:func:`layer_forward`) from the carried ``(h, c)`` instead of zeros.
 """
 
 from __future__ import annotations
@@ -111,10 +114,35 @@ def scan_projected(x_proj, w_hh, carry=None, save=False, *, dtype=None, unroll=1
     return jax.lax.scan(step, _zero_carry(x_proj, hidden, acc) if carry is None else carry, x_proj, unroll=unroll)
 
 
-def _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, save, dtype, unroll):
-    """Run one layer over time-major ``x_tm [T, N, I]`` from a zero state (see :func:`scan_projected`)."""
-    x_proj = _matmul(x_tm, _cast(w_ih, dtype), w_ih.dtype) + (b_ih + b_hh)  # [T, N, 4H], one matmul for all steps
-    return scan_projected(x_proj, w_hh, save=save, dtype=dtype, unroll=unroll)[1]
+# A streamed chunk projects only a few rows (frames x items) at a time. XLA's CPU matmul picks its
+# kernel by the row count and a few-row product rounds differently from a many-row one, so a
+# stream pads the projection to at least this many rows: each row's result is then the one offline
+# computes for any input of >= that many rows (see biocodec_jax/streaming.py, "Exactness").
+STREAM_MIN_PROJECTION_ROWS = 64
+
+
+def project_input(x_tm, w_ih, b_ih, b_hh, *, dtype=None, min_rows=0):
+    """``x W_ih + b_ih + b_hh`` for all time steps at once, ``[T, N, I]`` -> ``[T, N, 4H]`` (in the
+    weights' dtype); ``min_rows``: pad the matmul to at least that many rows (streaming, see above)."""
+    w = _cast(w_ih, dtype)
+    if not min_rows:
+        return _matmul(x_tm, w, w_ih.dtype) + (b_ih + b_hh)
+    t, n, i = x_tm.shape
+    rows = max(t * n, min_rows)
+    x_flat = jnp.pad(x_tm.reshape(t * n, i), ((0, rows - t * n), (0, 0)))
+    return (_matmul(x_flat, w, w_ih.dtype)[: t * n] + (b_ih + b_hh)).reshape(t, n, -1)
+
+
+def layer_forward(x_tm, w_ih, w_hh, b_ih, b_hh, carry=None, *, dtype=None, unroll=1, min_rows=0):
+    """One layer's forward without gradient: ``((h, c), h [T, N, H])`` from ``carry`` (zeros by default).
+
+    Offline inference (the primal of :func:`_lstm_time_major`) and streaming (a chunk from the
+    carried ``(h, c)``, ``min_rows`` set) both run this; training runs :func:`_lstm_fwd`.
+    """
+    if x_tm.shape[1] >= INLOOP_PROJECTION_MIN_BATCH:
+        return scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh, carry, dtype=dtype, unroll=unroll)
+    x_proj = project_input(x_tm, w_ih, b_ih, b_hh, dtype=dtype, min_rows=min_rows)
+    return scan_projected(x_proj, w_hh, carry, dtype=dtype, unroll=unroll)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
@@ -123,13 +151,12 @@ def _lstm_time_major(x_tm, w_ih, w_hh, b_ih, b_hh, dtype, unroll):
 
     ``dtype``: the matmuls' compute dtype (None: the weights'); ``unroll``: steps per scan iteration.
     """
-    if x_tm.shape[1] >= INLOOP_PROJECTION_MIN_BATCH:
-        return scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh, dtype=dtype, unroll=unroll)[1]
-    return _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, False, dtype, unroll)
+    return layer_forward(x_tm, w_ih, w_hh, b_ih, b_hh, dtype=dtype, unroll=unroll)[1]
 
 
 def _lstm_fwd(x_tm, w_ih, w_hh, b_ih, b_hh, dtype, unroll):
-    h, s, g, c = _scan_forward(x_tm, w_ih, w_hh, b_ih, b_hh, True, dtype, unroll)
+    x_proj = project_input(x_tm, w_ih, b_ih, b_hh, dtype=dtype)  # [T, N, 4H], one matmul for all steps
+    h, s, g, c = scan_projected(x_proj, w_hh, save=True, dtype=dtype, unroll=unroll)[1]
     return h, (x_tm, w_ih, w_hh, h, s, g, c)
 
 
@@ -198,10 +225,30 @@ class LSTMLayer(nnx.Module):
         return jnp.swapaxes(self.time_major(jnp.swapaxes(x, 0, 1)), 0, 1)
 
     def time_major(self, x_tm: jax.Array) -> jax.Array:
-        """``[T, N, I]`` -> ``[T, N, H]``."""
+        """``[T, N, I]`` -> ``[T, N, H]`` from a zero state (differentiable)."""
         return _lstm_time_major(
             x_tm, self.w_ih[...], self.w_hh[...], self.b_ih[...], self.b_hh[...], self.dtype, resolve_unroll(self.unroll)
         )
+
+    def init_state(self, batch: int) -> tuple[jax.Array, jax.Array]:
+        """``(h, c)`` at the start of a stream: zeros ``[batch, H]`` in the parameters' dtype."""
+        zeros = jnp.zeros((batch, self.w_hh.shape[0]), self.w_hh.dtype)
+        return zeros, zeros
+
+    def time_major_step(self, x_tm: jax.Array, state: tuple[jax.Array, jax.Array] | None = None):
+        """One chunk ``[T, N, I]`` -> ``(h [T, N, H], state)``.
+
+        ``state`` None: the whole signal from a zero state (:meth:`time_major`; no state is kept).
+        Otherwise the ``(h, c)`` carried from the chunk before (:meth:`init_state` at a stream's
+        start), and the new ``(h, c)`` is returned (no gradient; see :data:`STREAM_MIN_PROJECTION_ROWS`).
+        """
+        if state is None:
+            return self.time_major(x_tm), None
+        state, h = layer_forward(
+            x_tm, self.w_ih[...], self.w_hh[...], self.b_ih[...], self.b_hh[...], state,
+            dtype=self.dtype, unroll=resolve_unroll(self.unroll), min_rows=STREAM_MIN_PROJECTION_ROWS,
+        )
+        return h, state
 
 
 class LSTM(nnx.Module):
@@ -217,7 +264,17 @@ class LSTM(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        return self.step(x)[0]
+
+    def init_state(self, batch: int) -> list:
+        """Every layer's ``(h, c)`` at the start of a stream."""
+        return [layer.init_state(batch) for layer in self.layers]
+
+    def step(self, x: jax.Array, state: list | None = None) -> tuple[jax.Array, list]:
+        """One chunk ``[N, T, C]`` -> ``(y, state)``, per layer as :meth:`LSTMLayer.time_major_step`."""
         x = jnp.swapaxes(x, 0, 1)  # time-major through the whole stack: one transpose in, one out
-        for layer in self.layers:
-            x = layer.time_major(x)
-        return jnp.swapaxes(x, 0, 1)
+        new_state = []
+        for i, layer in enumerate(self.layers):
+            x, layer_state = layer.time_major_step(x, None if state is None else state[i])
+            new_state.append(layer_state)
+        return jnp.swapaxes(x, 0, 1), new_state

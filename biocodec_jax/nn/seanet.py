@@ -10,6 +10,9 @@ Encoder, for ratios (3, 2, 2) and 32 filters::
 The decoder mirrors it with transposed convolutions. All activations are ``[N, T, C]``, in the
 compute dtype of ``numerics`` (:class:`~biocodec_jax.config.Numerics`: e.g. bfloat16 with float32
 parameters); the encoder returns and the decoder takes the quantizer's dtype, float32.
+
+Every module also runs chunk by chunk with explicit state (``step`` / ``init_state``, below): the
+streaming encoder and decoder (``biocodec_jax/streaming.py``) are these modules, not a copy.
 """
 
 from __future__ import annotations
@@ -26,6 +29,31 @@ from biocodec_jax.nn.lstm import LSTM
 elu = jax.nn.elu
 
 
+# Streaming. Every module has ``step(x, state) -> (y, state)``: one chunk through the module given
+# what it carries from the chunks before (convolutions: their last input samples; transposed
+# convolutions: their last input frames; LSTM layers: (h, c)), and ``init_state(batch)`` for the
+# start of a stream. ``__call__(x)`` is ``step(x)`` from no state: the whole signal, offline; the
+# states it returns are unused and jit drops them, so this is the one forward definition.
+
+
+def _part(state, key):
+    """``state[key]``, or None (no state: offline) for every part of a missing state."""
+    return None if state is None else state[key]
+
+
+def _init_states(modules, batch: int) -> list:
+    return [m.init_state(batch) for m in modules]
+
+
+def _step_all(modules, x: jax.Array, states: list | None) -> tuple[jax.Array, list]:
+    """``x`` through ``modules`` in turn, each with its own state."""
+    new_states = []
+    for i, module in enumerate(modules):
+        x, state = module.step(x, _part(states, i))
+        new_states.append(state)
+    return x, new_states
+
+
 def _conv(c_in: int, c_out: int, k: int, numerics: Numerics, rngs: nnx.Rngs, **kw) -> CausalConv1d:
     return CausalConv1d(c_in, c_out, k, dtype=numerics.compute_dtype, impl=numerics.conv_impl, rngs=rngs, **kw)
 
@@ -40,7 +68,15 @@ class ResidualBlock(nnx.Module):
         self.pointwise = _conv(hidden, channels, 1, numerics, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return x + self.pointwise(elu(self.dilated(elu(x))))
+        return self.step(x)[0]
+
+    def init_state(self, batch: int) -> dict:
+        return {"dilated": self.dilated.init_state(batch), "pointwise": self.pointwise.init_state(batch)}
+
+    def step(self, x: jax.Array, state: dict | None = None) -> tuple[jax.Array, dict]:
+        h, dilated = self.dilated.step(elu(x), _part(state, "dilated"))
+        y, pointwise = self.pointwise.step(elu(h), _part(state, "pointwise"))
+        return x + y, {"dilated": dilated, "pointwise": pointwise}
 
 
 class LSTMBlock(nnx.Module):
@@ -52,7 +88,14 @@ class LSTMBlock(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.lstm(x) + x
+        return self.step(x)[0]
+
+    def init_state(self, batch: int) -> list:
+        return self.lstm.init_state(batch)
+
+    def step(self, x: jax.Array, state: list | None = None) -> tuple[jax.Array, list]:
+        y, state = self.lstm.step(x, state)
+        return y + x, state
 
 
 def _residual_stack(cfg: CodecConfig, channels: int, numerics: Numerics, rngs: nnx.Rngs) -> nnx.List:
@@ -74,9 +117,15 @@ class EncoderStage(nnx.Module):
         self.downsample = _conv(channels, 2 * channels, 2 * stride, numerics, rngs, stride=stride)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        for block in self.residuals:
-            x = block(x)
-        return self.downsample(elu(x))
+        return self.step(x)[0]
+
+    def init_state(self, batch: int) -> dict:
+        return {"residuals": _init_states(self.residuals, batch), "downsample": self.downsample.init_state(batch)}
+
+    def step(self, x: jax.Array, state: dict | None = None) -> tuple[jax.Array, dict]:
+        x, residuals = _step_all(self.residuals, x, _part(state, "residuals"))
+        y, downsample = self.downsample.step(elu(x), _part(state, "downsample"))
+        return y, {"residuals": residuals, "downsample": downsample}
 
 
 class DecoderStage(nnx.Module):
@@ -89,10 +138,15 @@ class DecoderStage(nnx.Module):
         self.residuals = _residual_stack(cfg, channels // 2, numerics, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = self.upsample(elu(x))
-        for block in self.residuals:
-            x = block(x)
-        return x
+        return self.step(x)[0]
+
+    def init_state(self, batch: int) -> dict:
+        return {"upsample": self.upsample.init_state(batch), "residuals": _init_states(self.residuals, batch)}
+
+    def step(self, x: jax.Array, state: dict | None = None) -> tuple[jax.Array, dict]:
+        x, upsample = self.upsample.step(elu(x), _part(state, "upsample"))
+        x, residuals = _step_all(self.residuals, x, _part(state, "residuals"))
+        return x, {"upsample": upsample, "residuals": residuals}
 
 
 class Encoder(nnx.Module):
@@ -110,10 +164,30 @@ class Encoder(nnx.Module):
         self.conv_out = _conv(c, cfg.dimension, cfg.last_kernel_size, numerics, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = self.conv_in(x)
-        for stage in self.stages:
-            y = stage(y)
-        return self.conv_out(elu(self.lstm(y))).astype(x.dtype)
+        return self.step(x)[0]
+
+    def init_state(self, batch: int) -> dict:
+        """The state of a stream of ``batch`` items at its start (see :meth:`step`)."""
+        return {
+            "conv_in": self.conv_in.init_state(batch),
+            "stages": _init_states(self.stages, batch),
+            "lstm": self.lstm.init_state(batch),
+            "conv_out": self.conv_out.init_state(batch),
+        }
+
+    def step(self, x: jax.Array, state: dict | None = None) -> tuple[jax.Array, dict]:
+        """One chunk ``[N, n, 1]`` -> ``([N, ceil(n / hop), dimension], state)``.
+
+        ``state`` None: ``x`` is the whole signal (offline). A stream starts from
+        :meth:`init_state`, whose first chunk must give every layer more input samples than its
+        left padding, and every later chunk but the last must be a whole number of frames
+        (``biocodec_jax/streaming.py``); each layer then computes what it computes offline.
+        """
+        y, conv_in = self.conv_in.step(x, _part(state, "conv_in"))
+        y, stages = _step_all(self.stages, y, _part(state, "stages"))
+        y, lstm = self.lstm.step(y, _part(state, "lstm"))
+        y, conv_out = self.conv_out.step(elu(y), _part(state, "conv_out"))
+        return y.astype(x.dtype), {"conv_in": conv_in, "stages": stages, "lstm": lstm, "conv_out": conv_out}
 
 
 class Decoder(nnx.Module):
@@ -131,10 +205,29 @@ class Decoder(nnx.Module):
         self.conv_out = _conv(c, 1, cfg.last_kernel_size, numerics, rngs)
 
     def __call__(self, z: jax.Array) -> jax.Array:
-        x = self.lstm(self.conv_in(z))
-        for stage in self.stages:
-            x = stage(x)
-        return self.conv_out(elu(x)).astype(z.dtype)
+        return self.step(z)[0]
+
+    def init_state(self, batch: int) -> dict:
+        """The state of a stream of ``batch`` items at its start (see :meth:`step`)."""
+        return {
+            "conv_in": self.conv_in.init_state(batch),
+            "lstm": self.lstm.init_state(batch),
+            "stages": _init_states(self.stages, batch),
+            "conv_out": self.conv_out.init_state(batch),
+        }
+
+    def step(self, z: jax.Array, state: dict | None = None) -> tuple[jax.Array, dict]:
+        """One chunk of frames ``[N, m, dimension]`` -> ``([N, m * hop, 1], state)``.
+
+        ``state`` None: ``z`` is the whole signal (offline). A stream starts from
+        :meth:`init_state` with a first chunk long enough for the first convolution's reflect
+        padding (``biocodec_jax/streaming.py``); later chunks are any number of frames.
+        """
+        x, conv_in = self.conv_in.step(z, _part(state, "conv_in"))
+        x, lstm = self.lstm.step(x, _part(state, "lstm"))
+        x, stages = _step_all(self.stages, x, _part(state, "stages"))
+        x, conv_out = self.conv_out.step(elu(x), _part(state, "conv_out"))
+        return x.astype(z.dtype), {"conv_in": conv_in, "lstm": lstm, "stages": stages, "conv_out": conv_out}
 
 
 def count_params(module: nnx.Module) -> int:
