@@ -11,7 +11,10 @@ The concatenation of everything ``push`` and ``flush`` return equals the offline
 ``codec.encode(x[None])[0]`` (``[C, K, ceil(T / hop)]``) and ``codec.decode(codes[None])[0]``, up to
 float32 rounding (see "Exactness" below).
 
-How it works. The network is causal except at its two edges:
+How it works. Every layer of the network (``biocodec_jax.nn``) has ``step(x, state) -> (y, state)``,
+the same code as its offline call (which is ``step`` from no state), and ``init_state(batch)``;
+this module only cuts the stream into chunks, keeps the state between them and jits. The network
+is causal except at its two edges:
 
 * at the start every convolution reflect-pads its input on the left, so the first outputs of a
   layer see a few later samples of that layer's input. Once a layer has more than ``p``
@@ -19,26 +22,29 @@ How it works. The network is causal except at its two edges:
   for ``n`` inputs, and from then on output ``t`` depends only on inputs up to ``(t+1)*stride - 1``:
   the network is strictly causal. So the stream waits for the first ``warmup_frames`` frames
   (3 for the eeg and emg presets: the last convolution needs 3 frames to form its padding), runs
-  them as offline does with left padding only (``prefix``), and keeps per layer the last ``p``
-  input samples (every convolution) and ``(h, c)`` (every LSTM layer);
+  them from the encoder's ``init_state`` (left reflect padding, as offline), and then carries per
+  layer the last ``p`` input samples (every convolution) and ``(h, c)`` (every LSTM layer);
 * at the end every strided convolution reflect-pads ``extra`` samples on the right so that the
   last, partial frame exists. ``flush`` runs the remaining ``r < hop`` samples through every layer
-  with the carried state and that right padding (``tail``). A stream that ends before the warm-up
-  is complete is short (under ``warmup_frames * hop`` samples) and is simply encoded offline.
+  with the carried state, and each layer pads them as it pads the end of a signal offline. A stream
+  that ends before the warm-up is complete is short (under ``warmup_frames * hop`` samples) and is
+  simply encoded offline.
 
 After the warm-up, ``push`` runs one jitted step per completed frame (``hop`` samples in, one frame
 out through every layer), so the compiled shapes recur and a 40 ms push costs a few milliseconds
-on a 2-core CPU (``last_push_seconds``, :func:`measure_push_latency`).
+on a 2-core CPU (``last_push_seconds``, :func:`measure_push_latency`). Streams compute as their
+codec does (``Codec.with_numerics``: bfloat16, the convolution implementation, the LSTM unroll).
 
 Exactness. Every layer computes the same operations on the same values as offline (the
 convolution of the carried ``p`` samples plus the new ones instead of the whole padded signal).
 XLA's CPU kernels, however, round some outputs of a float32 convolution or matmul differently
 depending on the *total* size of the call (tiling; e.g. a matmul of fewer than ~64 rows takes
 another kernel), so offline's own results at a given position depend on the length of the signal.
-The LSTM input projection is therefore padded to at least 64 rows (the kernel offline uses for any
-realistic length); with it, streamed embeddings are bit-identical to offline for many lengths and
-otherwise differ by ~1e-7, and a code can differ only where two codes are tied to that precision
-(measured: 0 or 1 frame in thousands; see ``tests/test_streaming.py``).
+A streamed LSTM chunk therefore pads its input projection to at least 64 rows
+(``nn.lstm.STREAM_MIN_PROJECTION_ROWS``, the kernel offline uses for any realistic length); with it,
+streamed embeddings differ from offline by ~1e-7 where they are not bit-identical, and a code can
+differ only where two codes are tied to that precision (measured: 0 or 1 frame in thousands; see
+``tests/test_streaming.py``).
 
 The decoder is the mirror image: transposed convolutions are causal and carry their last input
 frame, the stride-1 convolutions carry their last ``p`` inputs, the LSTM its ``(h, c)``; the first
@@ -57,168 +63,64 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from biocodec_jax.nn.conv import conv1d, conv_transpose1d_causal, reflect_pad, weight_norm
-from biocodec_jax.nn.lstm import INLOOP_PROJECTION_MIN_BATCH, scan_inloop_projection, scan_projected
 from biocodec_jax.quantization import rvq
 
 if TYPE_CHECKING:
     from biocodec_jax.codec import Codec
 
-elu = jax.nn.elu
 
-PREFIX, STEP, TAIL = "prefix", "step", "tail"
-_MIN_PROJECTION_ROWS = 64
+# --- one chunk through the network: the layers' own step (biocodec_jax.nn.seanet) ----------------
 
 
-# --- per-layer streaming forward ---------------------------------------------------------------
-#
-# Every function takes ``mode``:
-#   prefix: the first samples of the stream, left reflect padding as offline (no state in);
-#   step:   a whole number of frames following the carried state;
-#   tail:   the last samples of the stream, with the right padding offline adds at the end.
-# and returns the layer's output and its new state.
-
-
-def _left_pad(conv) -> int:
-    """``k_eff - stride``: the left padding of a causal conv, and the input samples it carries."""
-    return (conv.kernel_size - 1) * conv.dilation + 1 - conv.stride
-
-
-def _conv(conv, x: jax.Array, state: jax.Array | None, mode: str) -> tuple[jax.Array, jax.Array]:
-    """A ``CausalConv1d`` over ``x [N, n, C]`` (``n`` a multiple of its stride except in ``tail``)."""
-    p = _left_pad(conv)
-    xp = reflect_pad(x, p, 0) if mode == PREFIX else jnp.concatenate([state, x], axis=1)
-    new_state = xp[:, xp.shape[1] - p :]
-    if mode == TAIL:
-        extra = -x.shape[1] % conv.stride  # the samples before x are a multiple of the stride
-        if extra:
-            xp = reflect_pad(xp, 0, extra)
-    kernel = weight_norm(conv.weight_g[...], conv.weight_v[...], keep_axis=2)
-    return conv1d(xp, kernel, conv.bias[...], conv.stride, conv.dilation), new_state
-
-
-def _conv_transpose(conv, x: jax.Array, state: jax.Array | None, mode: str) -> tuple[jax.Array, jax.Array]:
-    """A ``CausalConvTranspose1d`` (causal: output block ``t`` needs input frames ``t-m+1 .. t``)."""
-    s = conv.stride
-    history = -(-conv.kernel_size // s) - 1
-    kernel = weight_norm(conv.weight_g[...], conv.weight_v[...], keep_axis=1)
-    xp = x if mode == PREFIX else jnp.concatenate([state, x], axis=1)
-    y = conv_transpose1d_causal(xp, kernel, conv.bias[...], s)
-    if mode != PREFIX:
-        y = y[:, history * s :]
-    return y, xp[:, xp.shape[1] - history :]
-
-
-def _lstm_layer(x_tm, w_ih, w_hh, b_ih, b_hh, carry):
-    """``nn.lstm``'s layer forward (the same two variants) from the state ``carry = (h, c)``."""
-    if x_tm.shape[1] >= INLOOP_PROJECTION_MIN_BATCH:
-        return scan_inloop_projection(x_tm, w_ih, w_hh, b_ih, b_hh, carry)
-    # The input projection of all steps at once, as offline, which projects T' frames of every item
-    # at once. XLA's CPU matmul picks its kernel by the row count and a few-row product rounds
-    # differently from a many-row one, so the rows are padded to at least _MIN_PROJECTION_ROWS:
-    # each row's result is then the one offline computes for any input of >= that many rows.
-    t, n, i = x_tm.shape
-    rows = max(t * n, _MIN_PROJECTION_ROWS)
-    x_flat = jnp.pad(x_tm.reshape(t * n, i), ((0, rows - t * n), (0, 0)))
-    x_proj = ((x_flat @ w_ih)[: t * n] + (b_ih + b_hh)).reshape(t, n, -1)
-    return scan_projected(x_proj, w_hh, carry)
-
-
-def _lstm_block(block, x: jax.Array, state, mode: str):
-    """``LSTMBlock``: stacked LSTM (state carried per layer) plus its input."""
-    h = jnp.swapaxes(x, 0, 1)
-    finals = []
-    for i, layer in enumerate(block.lstm.layers):
-        carry, h = _lstm_layer(
-            h, layer.w_ih[...], layer.w_hh[...], layer.b_ih[...], layer.b_hh[...], None if mode == PREFIX else state[i]
-        )
-        finals.append(carry)
-    return jnp.swapaxes(h, 0, 1) + x, finals
-
-
-class _States:
-    """Reads the old state and collects the new one, by layer name."""
-
-    def __init__(self, old: dict | None, mode: str):
-        self.old, self.mode, self.new = old, mode, {}
-
-    def __call__(self, fn, name: str, module, x):
-        y, self.new[name] = fn(module, x, None if self.old is None else self.old[name], self.mode)
-        return y
-
-
-def _encoder_forward(enc, x: jax.Array, state: dict | None, mode: str) -> tuple[jax.Array, dict]:
-    """``Encoder.__call__`` layer by layer with carried state: ``[N, n, 1]`` -> ``[N, n / hop, D]``."""
-    st = _States(state, mode)
-    x = st(_conv, "conv_in", enc.conv_in, x)
-    for i, stage in enumerate(enc.stages):
-        for j, block in enumerate(stage.residuals):
-            h = st(_conv, f"stage{i}.res{j}.dilated", block.dilated, elu(x))
-            x = x + st(_conv, f"stage{i}.res{j}.pointwise", block.pointwise, elu(h))
-        x = st(_conv, f"stage{i}.downsample", stage.downsample, elu(x))
-    x = st(_lstm_block, "lstm", enc.lstm, x)
-    x = st(_conv, "conv_out", enc.conv_out, elu(x))
-    return x, st.new
-
-
-def _decoder_forward(dec, z: jax.Array, state: dict | None, mode: str) -> tuple[jax.Array, dict]:
-    """``Decoder.__call__`` layer by layer with carried state: ``[N, m, D]`` -> ``[N, m * hop]``."""
-    st = _States(state, mode)
-    x = st(_conv, "conv_in", dec.conv_in, z)
-    x = st(_lstm_block, "lstm", dec.lstm, x)
-    for i, stage in enumerate(dec.stages):
-        x = st(_conv_transpose, f"stage{i}.upsample", stage.upsample, elu(x))
-        for j, block in enumerate(stage.residuals):
-            h = st(_conv, f"stage{i}.res{j}.dilated", block.dilated, elu(x))
-            x = x + st(_conv, f"stage{i}.res{j}.pointwise", block.pointwise, elu(h))
-    x = st(_conv, "conv_out", dec.conv_out, elu(x))
-    return x[..., 0], st.new
-
-
-def _encode_chunk(graphdef, params, codebooks, state, x, n_q: int, mode: str):
-    """``x [N, n]`` -> ``(state, embeddings [N, m, D], codes [N, m, n_q])``."""
+def _encode_chunk(graphdef, params, codebooks, state, x, n_q: int):
+    """``x [N, n]`` -> ``(state, embeddings [N, m, D], codes [N, m, n_q])``; ``state`` None: the first chunk."""
     model = nnx.merge(graphdef, params)
-    emb, state = _encoder_forward(model.encoder, x[..., None], state, mode)
+    if state is None:
+        state = model.encoder.init_state(x.shape[0])
+    emb, state = model.encoder.step(x[..., None], state)
     return state, emb, rvq.encode(model.quantizer, codebooks, emb, n_q)
 
 
-def _decode_chunk(graphdef, params, codebooks, state, codes, mode: str):
-    """``codes [N, m, K]`` -> ``(state, samples [N, m * hop])``."""
+def _decode_chunk(graphdef, params, codebooks, state, codes):
+    """``codes [N, m, K]`` -> ``(state, samples [N, m * hop])``; ``state`` None: the first chunk."""
     model = nnx.merge(graphdef, params)
-    y, state = _decoder_forward(model.decoder, rvq.decode(model.quantizer, codebooks, codes), state, mode)
-    return state, y
+    if state is None:
+        state = model.decoder.init_state(codes.shape[0])
+    y, state = model.decoder.step(rvq.decode(model.quantizer, codebooks, codes), state)
+    return state, y[..., 0]
 
 
 _JITTED: dict = {}
 
 
-def _jitted(fn, graphdef, treedef, mode: str, **static):
+def _jitted(fn, graphdef, treedef, **static):
     """``fn`` jitted over ``(param leaves, codebooks, state, x)`` with everything else bound.
 
-    Cached per model structure, so every stream of a codec shares the compiled steps; a stream
-    looks its functions up once, and then a step hashes nothing (hashing a graphdef per call would
-    cost more than the step's own dispatch).
+    Cached per model structure, so every stream of a codec shares the compiled chunks (jit keeps
+    one per state structure and chunk shape: the first chunk, one frame, the last partial frame);
+    a stream looks its function up once, and then a chunk hashes nothing (hashing a graphdef per
+    call would cost more than the chunk's own dispatch).
     """
-    key = (fn.__name__, graphdef, treedef, mode, tuple(sorted(static.items())))
+    key = (fn.__name__, graphdef, treedef, tuple(sorted(static.items())))
     if key not in _JITTED:
 
         def run(leaves, codebooks, state, x):
-            return fn(graphdef, jax.tree.unflatten(treedef, leaves), codebooks, state, x, mode=mode, **static)
+            return fn(graphdef, jax.tree.unflatten(treedef, leaves), codebooks, state, x, **static)
 
         _JITTED[key] = jax.jit(run)
     return _JITTED[key]
 
 
 class _Runner:
-    """The prefix/step/tail functions of one codec, with its parameters flattened once."""
+    """The jitted chunk function of one codec, with its parameters flattened once."""
 
-    def __init__(self, codec: "Codec", fn, modes: tuple[str, ...], **static):
+    def __init__(self, codec: "Codec", fn, **static):
         leaves, treedef = jax.tree.flatten(codec.params)
         self.leaves, self.codebooks = leaves, codec.codebooks
-        self.fns = {mode: _jitted(fn, codec.graphdef, treedef, mode, **static) for mode in modes}
+        self.fn = _jitted(fn, codec.graphdef, treedef, **static)
 
-    def __call__(self, mode: str, state, x):
-        return self.fns[mode](self.leaves, self.codebooks, state, x)
+    def __call__(self, state, x):
+        return self.fn(self.leaves, self.codebooks, state, x)
 
 
 # --- warm-up lengths --------------------------------------------------------------------------
@@ -277,7 +179,7 @@ class StreamingEncoder:
             raise ValueError(f"n_channels must be >= 1; got {n_channels}")
         self.codec = codec
         self.n_channels = int(n_channels)
-        self.n_q = codec._check_n_q(n_q)
+        self.n_q = codec.check_n_q(n_q)
         self.hop_length = codec.hop_length
         self.warmup_frames = encoder_warmup_frames(codec.codec_config)
         self.samples_pushed = 0
@@ -287,7 +189,7 @@ class StreamingEncoder:
         self.closed = False
         self._pending = np.zeros((self.n_channels, 0), np.float32)
         self._state = None  # None until the warm-up frames have been encoded
-        self._runner = _Runner(codec, _encode_chunk, (PREFIX, STEP, TAIL), n_q=self.n_q)
+        self._runner = _Runner(codec, _encode_chunk, n_q=self.n_q)
 
     @property
     def last_embeddings(self) -> np.ndarray:
@@ -311,8 +213,8 @@ class StreamingEncoder:
             raise ValueError("chunk contains NaN or infinite values")
         return x
 
-    def _run(self, x: np.ndarray, mode: str):
-        self._state, emb, codes = self._runner(mode, self._state, x)
+    def _run(self, x: np.ndarray):
+        self._state, emb, codes = self._runner(self._state, x)
         return emb, codes
 
     def _emit(self, embs: list, codes: list) -> np.ndarray:
@@ -334,13 +236,13 @@ class StreamingEncoder:
         embs, codes = [], []
         if self._state is None and self._pending.shape[1] >= self.warmup_frames * hop:
             n = self.warmup_frames * hop
-            e, q = self._run(self._pending[:, :n], PREFIX)
+            e, q = self._run(self._pending[:, :n])
             embs.append(e), codes.append(q)
             self._pending = self._pending[:, n:]
         if self._state is not None:
             n_frames = self._pending.shape[1] // hop
             for i in range(n_frames):  # one frame at a time: the same compiled step every time
-                e, q = self._run(self._pending[:, i * hop : (i + 1) * hop], STEP)
+                e, q = self._run(self._pending[:, i * hop : (i + 1) * hop])
                 embs.append(e), codes.append(q)
             self._pending = self._pending[:, n_frames * hop :]
         out = self._emit(embs, codes)
@@ -357,7 +259,7 @@ class StreamingEncoder:
         if short:  # a short stream (under the warm-up): encoded offline, exact by construction
             codes.append(jnp.swapaxes(self.codec.encode(x, self.n_q)[0], 1, 2))
         elif x.shape[-1]:
-            e, q = self._run(self._pending, TAIL)
+            e, q = self._run(self._pending)  # the last, partial frame
             embs.append(e), codes.append(q)
         self._pending = self._pending[:, :0]
         self._state = None
@@ -381,7 +283,7 @@ class StreamingDecoder:
             raise ValueError(f"n_channels must be >= 1; got {n_channels}")
         self.codec = codec
         self.n_channels = int(n_channels)
-        self.n_q = None if n_q is None else codec._check_n_q(n_q)  # None: set by the first push
+        self.n_q = None if n_q is None else codec.check_n_q(n_q)  # None: set by the first push
         self.hop_length = codec.hop_length
         self.warmup_frames = decoder_warmup_frames(codec.codec_config)
         self.frames_pushed = 0
@@ -390,7 +292,7 @@ class StreamingDecoder:
         self.closed = False
         self._pending = None  # [C, m, K] int32 frames not yet decoded
         self._state = None
-        self._runner = _Runner(codec, _decode_chunk, (PREFIX, STEP))
+        self._runner = _Runner(codec, _decode_chunk)
 
     def _check(self, codes: Any) -> np.ndarray:
         if self.closed:
@@ -402,13 +304,13 @@ class StreamingDecoder:
         if not np.issubdtype(q.dtype, np.integer):
             raise TypeError(f"codes must be integers; got {q.dtype}")
         if self.n_q is None:
-            self.n_q = self.codec._check_n_q(q.shape[1])
+            self.n_q = self.codec.check_n_q(q.shape[1])
         if q.size and (q.min() < 0 or q.max() >= self.codec.codec_config.codebook_size):
             raise ValueError(f"codes must be in [0, {self.codec.codec_config.codebook_size}); got {q.min()}..{q.max()}")
         return np.swapaxes(q.astype(np.int32), 1, 2)  # [C, m, K]
 
-    def _run(self, q: np.ndarray, mode: str):
-        self._state, y = self._runner(mode, self._state, q)
+    def _run(self, q: np.ndarray):
+        self._state, y = self._runner(self._state, q)
         return y
 
     def _emit(self, ys: list) -> np.ndarray:
@@ -424,11 +326,11 @@ class StreamingDecoder:
         self._pending = q if self._pending is None else np.concatenate([self._pending, q], axis=1)
         ys = []
         if self._state is None and self._pending.shape[1] >= self.warmup_frames:
-            ys.append(self._run(self._pending[:, : self.warmup_frames], PREFIX))
+            ys.append(self._run(self._pending[:, : self.warmup_frames]))
             self._pending = self._pending[:, self.warmup_frames :]
         if self._state is not None:
             for i in range(self._pending.shape[1]):
-                ys.append(self._run(self._pending[:, i : i + 1], STEP))
+                ys.append(self._run(self._pending[:, i : i + 1]))
             self._pending = self._pending[:, :0]
         out = self._emit(ys)
         self.last_push_seconds = time.perf_counter() - start

@@ -10,11 +10,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from biocodec_jax import Codec, preset
+from biocodec_jax.quantization.codebook import l2_normalize
 from biocodec_jax.streaming import StreamClosedError, decoder_warmup_frames, encoder_warmup_frames, measure_push_latency
+from data_pipelines import prepare_preset, recording_windows
+from tests.conftest import eeg_like_signals
 
 REPO = Path(__file__).resolve().parents[1]
 EDF = REPO / "data" / "eegmmidb" / "S001" / "S001R04.edf"
@@ -22,8 +27,6 @@ MYO = REPO / "tests" / "fixtures" / "myo" / "12345-1" / "0.txt"
 
 
 def _windows(path: Path, prep_preset: str, seconds: float, dataset: str = "generic") -> np.ndarray:
-    from data_pipelines import prepare_preset, recording_windows
-
     prep = dataclasses.replace(prepare_preset(prep_preset), window_seconds=seconds)
     return recording_windows(path, prep, dataset).windows  # [n, C, T], preprocessed
 
@@ -71,11 +74,6 @@ def assert_only_near_ties_differ(codec, emb: np.ndarray, ref: np.ndarray, got: n
     of a frame whose code differs, both codes must be within ``tol`` of the best similarity
     (later quantizers of that frame see another residual and may differ freely).
     """
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from biocodec_jax.quantization.codebook import l2_normalize
-
     proj = nnx.merge(codec.graphdef, codec.params).quantizer
     books = codec.codebooks.codebook
     for c, t in zip(*np.nonzero((ref != got).any(axis=1))):
@@ -236,3 +234,28 @@ def test_push_latency_for_40ms_chunks(eeg):
         f"max {stats['max_s'] * 1e3:.2f} ms"
     )
     assert stats["n_chunks"] == 250
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return Codec.from_preset("tiny", seed=0, init_batch=eeg_like_signals(8, 250, 0))
+
+
+@pytest.mark.parametrize("numerics, tol", [({"conv_impl": "matmul"}, 1e-5), ({"precision": "bfloat16"}, 1e-2)])
+def test_streams_compute_as_the_codec_does(tiny, numerics, tol):
+    """Streams run the codec's own layers, so its numerics too: a bfloat16 or im2col codec streams
+    what it computes offline (measured: bfloat16 bit-identical, matmul within 1.2e-7), not float32's."""
+    codec = tiny.with_numerics(**numerics)
+    x = eeg_like_signals(4, 250, 1)[:, 0]  # [4, 250]: 63 frames, the last one partial
+    ref_codes, ref_emb = np.asarray(codec.encode(x[None])[0]), np.asarray(codec.embed(x[None])[0])
+    codes, emb, _ = stream_in_chunks(codec.stream(4), x, seed=3)
+    assert codes.shape == ref_codes.shape == (4, codec.n_q, 63)
+    assert np.abs(emb - ref_emb).max() <= tol * np.abs(ref_emb).max()
+    assert np.mean(codes == ref_codes) >= 0.99
+    if "precision" in numerics:  # bfloat16 indeed: away from the float32 codec's embeddings
+        assert np.abs(emb - np.asarray(tiny.embed(x[None])[0])).max() > 1e-4
+    dec = codec.stream_decoder(4)
+    y = np.concatenate([dec.push(ref_codes[:, :, i : i + 5]) for i in range(0, 63, 5)] + [dec.flush()], -1)
+    ref = np.asarray(codec.decode(ref_codes[None])[0])
+    assert y.shape == ref.shape == (4, 63 * codec.hop_length)
+    assert np.abs(y - ref).max() <= tol * np.abs(ref).max()
