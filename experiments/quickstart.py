@@ -1,29 +1,34 @@
-"""The quick-start demo: train the EEG codec for a few minutes on bundled real EEG, then test it.
+"""The quick-start demo: the product's own path, from the bundled EEG recordings to tokens and a probe.
 
     python -m experiments.quickstart            # or: biocodec-jax demo (all of the config's steps)
     python -m experiments.quickstart --minutes 2 --output runs/demo2   # an explicit time budget
 
-What it does, one function a step:
+What it does, one function a step, each calling the library function a user would:
 
-1. :func:`prepare_data` reads the bundled PhysioNet EEG Motor Movement/Imagery recordings
-   (``data/eegmmidb``), resamples them to the codec's rate (250 Hz), robust-normalises and clips
-   each channel and cuts 5-s windows; every (window, channel) is one single-channel item
-   ``[1, 1250]``, as the original codes channels independently. One subject (S004) is held out:
-   the split is by subject, never by window.
-2. :func:`train` initialises the ``eeg`` codec (k-means codebooks on the first batch) and runs
-   the jitted ``train_step`` on shuffled batches for the config's ``train.steps`` (160), with a
-   progress line and an ETA. A time budget (``--minutes``) is opt-in; a run it cuts short says
-   so loudly, at the cut and in the final summary, and ``metrics.json`` records
-   ``steps_planned``, ``steps_done`` and ``cut_by_budget`` (its held-out numbers are then not
-   those of the README, which hold for all 160 steps).
-3. :func:`evaluate` codes the held-out subject with the trained codec in inference mode and
-   reports Pearson correlation and SI-SDR with all quantizers and with fewer (lower bitrate).
-   :func:`tokenizer_round_trip` then takes the held-out recording files through
-   ``codec.tokenize`` / ``codec.detokenize`` and correlates the result with the files in volts.
-4. :func:`save_outputs` writes the resolved config, the codec (with the preparation of its
-   training data, which ``tokenize`` uses), ``metrics.json`` and a plot of held-out input vs
-   reconstruction; then ``report/`` (:func:`biocodec_jax.reports.write_report`) on the first
-   held-out recording: spectra, bands, per-channel metrics, codebook usage, quality vs bitrate.
+1. :func:`prepare_shards`: ``data_pipelines.prepare`` (= ``biocodec-jax prepare``) turns the bundled
+   PhysioNet EEG Motor Movement/Imagery recordings (``data/eegmmidb``, S001-S004, run R04) into
+   shards of single-channel 5-s windows at 250 Hz, robust-normalised and clipped, with the
+   ``eeg`` prepare preset and ``experiments/configs/demo_prepare.yaml``. The split is by subject:
+   S004 is the validation (held-out) split, never trained on.
+2. :func:`train`: ``biocodec_jax.training.pretrain`` (= ``biocodec-jax pretrain``, the loop a pod
+   job runs: Grain batches, k-means codebooks on the first batch, the data-parallel step, Orbax
+   checkpoints, its progress bar) for the config's ``train.steps`` (160). A time budget
+   (``--minutes``) is opt-in; it stops the loop the way a preemption does (a checkpoint of the
+   last step, then a clean stop), says so loudly, at the cut and in the final summary, and
+   ``metrics.json`` records ``steps_planned``, ``steps_done`` and ``cut_by_budget`` (its held-out
+   numbers are then not those of the README, which hold for all 160 steps).
+3. ``Codec.load`` of the training run, saved as ``OUTPUT/codec`` (with the preparation of its
+   data, which ``tokenize`` uses); :func:`evaluate` codes every window of the held-out split,
+   read from the shards through the Grain loader, with all quantizers and with fewer (lower
+   bitrate): Pearson correlation and SI-SDR (:mod:`biocodec_jax.signal_metrics`).
+4. :func:`tokenizer_round_trip` takes the held-out recording files through ``codec.tokenize`` /
+   ``codec.detokenize`` and correlates the result with the files in volts; ``report/``
+   (:func:`biocodec_jax.reports.write_report`) on the first held-out recording: signals,
+   spectra, bands, per-channel metrics, codebook usage, quality vs bitrate.
+5. :func:`downstream_probe`: a linear probe on the codec's embeddings of the left- vs right-fist
+   imagery epochs (T1/T2) of the same runs (``experiments.tasks.eegmmi``'s loader and
+   :func:`biocodec_jax.evaluation.run_evaluation`): trained on the training subjects, C chosen on
+   the last of them, tested on S004, beside chance level.
 
 The optimiser settings come from ``experiments/configs/demo_eeg.yaml``; the architecture is the
 ``eeg`` preset unchanged.
@@ -32,28 +37,45 @@ The optimiser settings come from ``experiments/configs/demo_eeg.yaml``; the arch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
-import re
+import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+from biocodec_jax import Codec
+from biocodec_jax import config as config_lib
+from biocodec_jax.evaluation.runner import EvalConfig, run_evaluation
+from biocodec_jax.evaluation.splits import fixed_split
+from biocodec_jax.reports import write_report
+from biocodec_jax.signal_metrics import correlation, si_sdr
+from biocodec_jax.training.loop import Preempted, pretrain
+from data_pipelines.config import PrepareConfig, load_prepare_config
+from data_pipelines.loader import make_train_iterator, split_size
+from data_pipelines.prepare import prepare
+from data_pipelines.readers import read_raw
+from experiments.tasks import eegmmi
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data" / "eegmmidb"
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo_eeg.yaml"
+CONFIGS = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = CONFIGS / "demo_eeg.yaml"
+DEFAULT_PREPARE = CONFIGS / "demo_prepare.yaml"
 DEFAULT_OUTPUT = Path("runs/demo")
+DATASET = "eegmmidb"  # the layout adapter of data_pipelines.datasets
 HELDOUT_SUBJECTS = ("S004",)
+SHARDS_DIR, RUN_DIR, CODEC_DIR, REPORT_DIR, PROBE_DIR = "shards", "run", "codec", "report", "probe"
 PROGRESS_EVERY_S = 15.0  # a log file (CI, nohup) gets a progress line this often
 EVAL_N_QS = (1, 2, 4, 6)
 EVAL_BATCH = 256
-PLOT_CHANNELS = ("C3", "CZ", "C4")
-
-_SUBJECT = re.compile(r"(S\d{3})", re.IGNORECASE)
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -65,126 +87,110 @@ def load_demo_config(path: str | Path = DEFAULT_CONFIG, preset: str | None = Non
     ``preset`` replaces the file's ``preset:`` key (e.g. ``tiny`` for a smoke test), keeping its
     other sections; ``overrides`` are ``section.key=value`` strings applied last.
     """
-    from biocodec_jax import config as config_lib
-
     if preset is None:
         return config_lib.load_config(path, overrides)
-    import yaml
-
     data = yaml.safe_load(Path(path).read_text()) or {}
     return config_lib.apply_overrides(config_lib.from_dict({**data, "preset": preset}), overrides)
+
+
+def demo_prepare_config(config, path: str | Path = DEFAULT_PREPARE) -> PrepareConfig:
+    """The ``eeg`` prepare preset with ``path`` (the split) at ``config``'s rate, window and clip.
+
+    The demo makes its own data, so the training config decides the windows once (250 Hz, 5 s for
+    the ``eeg`` preset, 1 s for ``tiny``) and the shards carry them to ``pretrain``.
+    """
+    prep = load_prepare_config("eeg", path)
+    return dataclasses.replace(
+        prep, sample_rate=float(config.codec.sample_rate), window_seconds=config.train.window_seconds, clip=config.train.clip
+    )
 
 
 # --- 1. data ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DemoData:
-    """Single-channel windows ``[N, 1, T]`` float32 of the training and held-out subjects."""
+def prepare_shards(
+    config, output: str | Path, data_dir: str | Path = DATA_DIR, *, prepare_config: str | Path = DEFAULT_PREPARE,
+    heldout_subjects: Sequence[str] = HELDOUT_SUBJECTS, progress: bool = True,
+) -> dict:
+    """``data_pipelines.prepare`` of the recordings under ``data_dir`` into ``output``; the manifest.
 
-    train: np.ndarray
-    heldout: np.ndarray
-    heldout_channels: tuple[str, ...]  # the electrode of each held-out item
-    train_subjects: tuple[str, ...]
-    heldout_subjects: tuple[str, ...]
-    windows_per_subject: dict[str, int] = field(default_factory=dict)  # single-channel windows
-    preprocessing: dict = field(default_factory=dict)  # the prepare config, stored with the codec
-    heldout_recordings: tuple[Path, ...] = ()
-
-
-def subject_of(path: str | Path) -> str:
-    """The PhysioNet subject id in a file name: ``S001R04.edf`` -> ``"S001"``."""
-    match = _SUBJECT.search(Path(path).name)
-    if match is None:
-        raise ValueError(f"{path}: no subject id (S###) in the file name")
-    return match.group(1).upper()
-
-
-def find_recordings(data_dir: str | Path = DATA_DIR) -> dict[str, list[Path]]:
-    """The ``.edf`` recordings under ``data_dir`` grouped by subject (sorted)."""
+    A re-run into the same ``output`` with the same config finds the shards done and reads
+    nothing (``prepare`` resumes). Raises ValueError unless the validation split is exactly
+    ``heldout_subjects`` (the demo's held-out numbers are those of S004) and the training split
+    is not empty, and FileNotFoundError if no recording was found.
+    """
     data_dir = Path(data_dir)
-    files = sorted(data_dir.rglob("*.edf"))
-    if not files:
+    if not data_dir.is_dir() or not any(data_dir.rglob("*.edf")):
         raise FileNotFoundError(
             f"no .edf recordings under {data_dir}; the demo expects the bundled data/eegmmidb "
             "(run from a checkout of the repository, or pass --data DIR)"
         )
-    by_subject: dict[str, list[Path]] = {}
-    for f in files:
-        by_subject.setdefault(subject_of(f), []).append(f)
-    return dict(sorted(by_subject.items()))
+    manifest = prepare(data_dir, output, demo_prepare_config(config, prepare_config), dataset=DATASET, progress=progress)
+    splits = manifest["splits"]
+    val = tuple(sorted(splits.get("val", {}).get("subjects", ())))
+    train = tuple(sorted(splits.get("train", {}).get("subjects", ())))
+    wanted = tuple(sorted(s.upper() for s in heldout_subjects))
+    if val != wanted or not train:
+        raise ValueError(
+            f"{output}: prepare held out {list(val) or 'no subject'} and trains on {list(train) or 'nothing'}; the demo "
+            f"holds out {list(wanted)} (val_fraction and seed in {prepare_config} choose it, among the subjects of {data_dir})"
+        )
+    return manifest
 
 
-def prepare_data(config, data_dir: str | Path = DATA_DIR, heldout_subjects: Sequence[str] = HELDOUT_SUBJECTS) -> DemoData:
-    """Preprocess every recording at ``config``'s rate and window length and split by subject."""
-    from data_pipelines import prepare_preset, recording_windows
-    from data_pipelines.config import config_to_dict
+def split_windows(shards: str | Path, split: str = "val", batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """Every window of ``split`` once, float32 ``[N, 1, T]``, through the Grain loader.
 
-    sample_rate = config.codec.sample_rate
-    prep = dataclasses.replace(
-        prepare_preset("eeg"), sample_rate=float(sample_rate), window_seconds=config.train.window_seconds, clip=config.train.clip
+    The loader's one-epoch stream (shuffled with seed 0: the order does not matter for means over
+    windows, and the training loop's own validation reads the split the same way).
+    """
+    it = make_train_iterator(
+        shards, global_batch_size=batch_size, seed=0, split=split, num_epochs=1, drop_remainder=False,
+        process_index=0, process_count=1,
     )
-    assert prep.window_samples == config.train.window_samples(sample_rate)
-    recordings = find_recordings(data_dir)
-    heldout_subjects = tuple(s.upper() for s in heldout_subjects)
-    missing = sorted(set(heldout_subjects) - set(recordings))
-    if missing:
-        raise ValueError(f"held-out subject(s) {missing} not among the recordings {sorted(recordings)} in {data_dir}")
-    train_subjects = tuple(s for s in recordings if s not in heldout_subjects)
-    if not train_subjects:
-        raise ValueError(f"every subject in {data_dir} is held out; nothing left to train on")
-
-    train, heldout, heldout_channels, counts, heldout_paths = [], [], [], {}, []
-    for subject, paths in recordings.items():
-        for path in paths:
-            rec = recording_windows(path, prep)
-            items = rec.single_channel()
-            counts[subject] = counts.get(subject, 0) + len(items)
-            if subject in heldout_subjects:
-                heldout.append(items)
-                heldout_paths.append(Path(path))
-                heldout_channels.extend(rec.channels * rec.windows.shape[0])  # window-major, as single_channel()
-            else:
-                train.append(items)
-    return DemoData(
-        train=np.concatenate(train),
-        heldout=np.concatenate(heldout),
-        heldout_channels=tuple(heldout_channels),
-        train_subjects=train_subjects,
-        heldout_subjects=heldout_subjects,
-        windows_per_subject=counts,
-        preprocessing=config_to_dict(prep),
-        heldout_recordings=tuple(heldout_paths),
-    )
+    try:
+        windows = np.concatenate(list(it))
+    finally:
+        it.close()
+    assert len(windows) == split_size(shards, split)
+    return windows
 
 
-def shuffled_batches(windows: np.ndarray, batch_size: int, seed: int):
-    """Endless shuffled batches ``[batch_size, 1, T]``: a new permutation every epoch, remainder dropped."""
-    if len(windows) < batch_size:
-        raise ValueError(f"{len(windows)} training windows are fewer than one batch of {batch_size}")
-    rng = np.random.default_rng(seed)
-    while True:
-        order = rng.permutation(len(windows))
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            yield windows[np.sort(order[start : start + batch_size])]
+def training_batches(shards: str | Path, batch_size: int, steps: int, seed: int) -> list[np.ndarray]:
+    """The first ``steps`` training batches ``[batch_size, 1, T]`` exactly as ``pretrain`` draws them
+    (same loader, seed and batch size; one process), for benchmarks that replay the demo's run."""
+    it = make_train_iterator(shards, global_batch_size=batch_size, seed=seed, process_index=0, process_count=1)
+    try:
+        return [np.ascontiguousarray(next(it), dtype=np.float32) for _ in range(steps)]
+    finally:
+        it.close()
+
+
+def heldout_recordings(manifest: dict, data_dir: str | Path) -> list[Path]:
+    """The files of the held-out (``val``) split, in manifest order."""
+    root = Path(manifest.get("input") or data_dir)
+    return [root / r["path"] for r in manifest["recordings"] if r["split"] == "val"]
 
 
 # --- 2. training -----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclasses.dataclass
 class TrainResult:
-    state: object  # biocodec_jax.training.TrainState
-    history: dict[str, list[float]]  # per-step metrics
-    seconds: float  # training loop, first (compiling) step included
-    init_seconds: float  # parameter init + k-means codebooks
+    """What :func:`train` saw of the ``pretrain`` run, step by step."""
+
+    history: dict[str, list[float]]  # per-step metrics of the steps this call ran
+    seconds: float  # the whole pretrain call: setup, k-means init, compilation, steps, checkpoints
+    first_step_seconds: float  # from the call to the end of its first step (init and compilation)
     windows_per_second: float  # after the first step
+    start_step: int = 0  # > 0 when an earlier run in the same workdir was resumed
+    last_step: int = 0
     steps_planned: int = 0
     budget_seconds: float | None = None  # the time budget, if one was set
 
     @property
     def steps_done(self) -> int:
-        return len(self.history.get("loss", ()))
+        return self.last_step
 
     @property
     def cut_by_budget(self) -> bool:
@@ -209,77 +215,74 @@ def _eta(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def train(
-    config, windows: np.ndarray, *, max_steps: int, max_seconds: float | None = None, seed: int = 0, progress: bool = True
-) -> TrainResult:
-    """Train a fresh codec on ``windows`` ``[N, 1, T]`` for ``max_steps`` steps.
+def check_resumable(workdir: Path, config) -> None:
+    """Refuse to continue a training run of another config in ``workdir`` (pretrain would resume it)."""
+    saved = workdir / "config.yaml"
+    if (workdir / "checkpoints").is_dir() and saved.is_file():
+        if config_lib.load_config(saved) != config:
+            raise ValueError(
+                f"{workdir} holds a training run of another config; use a new --output (or delete {workdir}) "
+                "to train afresh"
+            )
 
-    ``max_seconds`` (opt-in) is a time budget for the loop, the first step's compilation included:
-    training stops at the first step that ends past it (at least one step is always taken), with
-    a loud warning on stderr; :attr:`TrainResult.cut_by_budget` tells. Progress: a bar with an ETA
-    on a terminal, a line every 15 s (step, loss, s/step, ETA) in a log file.
+
+def train(config, workdir: str | Path, *, max_seconds: float | None = None, progress: bool = True) -> TrainResult:
+    """``pretrain(config, workdir)``, watched step by step; see the module docstring.
+
+    ``max_seconds`` (opt-in) is a time budget counted from the call (k-means init and
+    compilation included): at the first step that ends past it, with steps left, the demo raises
+    SIGTERM in its own process, which ``pretrain`` handles as a preemption (it finishes the step,
+    writes a checkpoint and stops), so the cut run is an ordinary resumable run. At least one step
+    is always taken. Progress: ``pretrain``'s bar on a terminal; in a log file a line every 15 s.
+    A run already at ``train.steps`` in ``workdir`` is resumed and ends at once.
     """
-    import jax
-    from tqdm.auto import tqdm
-
-    from biocodec_jax.training import init_state, train_step
-
-    if max_seconds is not None and max_seconds <= 0:
-        raise ValueError(f"the time budget must be positive; got {max_seconds} s")
-    batches = shuffled_batches(windows, config.train.batch_size, seed)
-    first = next(batches)
-    t0 = time.perf_counter()
-    state = init_state(config, jax.random.PRNGKey(seed), first)
-    jax.block_until_ready(state.codebooks)
-    init_seconds = time.perf_counter() - t0
-
-    history: dict[str, list[float]] = {}
-    batch = first
-    t0 = time.perf_counter()
-    t_after_first = None
+    if max_seconds is not None:
+        if max_seconds <= 0:
+            raise ValueError(f"the time budget must be positive; got {max_seconds} s")
+        if threading.current_thread() is not threading.main_thread():
+            # pretrain takes SIGTERM only in the main thread; elsewhere the signal would kill the process.
+            raise RuntimeError("a time budget (--minutes) needs the demo to run in the main thread")
+    planned = config.train.steps
     interactive = sys.stderr.isatty()
-    bar = tqdm(
-        total=max_steps, desc="training", unit="step", disable=not (progress and interactive), dynamic_ncols=True,
-        mininterval=0.1,
-    )
-    last_line = t0
+    history: dict[str, list[float]] = {}
+    clock = {"t0": time.perf_counter(), "first": None, "line": 0.0, "start": None, "last": 0}
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        now = time.perf_counter()
+        for k, v in metrics.items():
+            history.setdefault(k, []).append(v)
+        clock["last"] = step
+        if clock["first"] is None:
+            clock["first"], clock["line"], clock["start"] = now, now, step - 1
+            if progress and not interactive:
+                print(f"training: step {step}/{planned} took {now - clock['t0']:.0f} s (init and compilation included)",
+                      file=sys.stderr, flush=True)
+        elif progress and not interactive and (now - clock["line"] >= PROGRESS_EVERY_S or step == planned):
+            pace = (now - clock["first"]) / (step - clock["start"] - 1)  # steady state: the first step compiles
+            print(
+                f"training: step {step}/{planned}, loss {metrics['loss']:.3f}, corr {metrics['corr']:.3f}, "
+                f"{pace:.2f} s/step, elapsed {_eta(now - clock['t0'])}, ETA {_eta(pace * (planned - step))}",
+                file=sys.stderr, flush=True,
+            )
+            clock["line"] = now
+        if max_seconds is not None and step < planned and now - clock["t0"] >= max_seconds:
+            print(budget_message(step, planned, max_seconds), file=sys.stderr, flush=True)
+            signal.raise_signal(signal.SIGTERM)  # -> pretrain: checkpoint this step, then Preempted
+
     try:
-        for step in range(max_steps):
-            state, metrics = train_step(state, batch)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            for k, v in metrics.items():
-                history.setdefault(k, []).append(v)
-            if not np.isfinite(metrics["loss"]):
-                raise FloatingPointError(f"training diverged at step {step}: loss {metrics['loss']}")
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", corr=f"{metrics['corr']:.3f}")
-            now = time.perf_counter()
-            if t_after_first is None:
-                t_after_first = now
-            done = step + 1
-            if progress and not interactive and done == 1:
-                print(f"training: step 1/{max_steps} took {now - t0:.0f} s (compilation included)", file=sys.stderr, flush=True)
-            elif progress and not interactive and (now - last_line >= PROGRESS_EVERY_S or done == max_steps):
-                pace = (now - t_after_first) / (done - 1)  # steady state: the first step compiles
-                print(
-                    f"training: step {done}/{max_steps}, loss {metrics['loss']:.3f}, corr {metrics['corr']:.3f}, "
-                    f"{pace:.2f} s/step, elapsed {_eta(now - t0)}, ETA {_eta(pace * (max_steps - done))}",
-                    file=sys.stderr, flush=True,
-                )
-                last_line = now
-            if done < max_steps and max_seconds is not None and now - t0 >= max_seconds:
-                break
-            batch = next(batches)
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - t0
-    steps = len(history["loss"])
-    steady = seconds - (t_after_first - t0)
-    wps = (steps - 1) * config.train.batch_size / steady if steps > 1 and steady > 0 else float("nan")
-    result = TrainResult(state, history, seconds, init_seconds, wps, steps_planned=max_steps, budget_seconds=max_seconds)
-    if result.cut_by_budget:
-        print(budget_message(result.steps_done, max_steps, max_seconds), file=sys.stderr, flush=True)
-    return result
+        run = pretrain(config, workdir, on_step=on_step, progress=progress and interactive)
+        start, last = run.start_step, run.step
+    except Preempted as stop:
+        if max_seconds is None:
+            raise  # a real SIGTERM: the run is resumable, let the caller see it
+        start, last = clock["start"] or 0, stop.step
+    seconds = time.perf_counter() - clock["t0"]
+    ran = last - start
+    steady = None if clock["first"] is None else time.perf_counter() - clock["first"]
+    wps = (ran - 1) * config.train.batch_size / steady if ran > 1 and steady else float("nan")
+    first = float("nan") if clock["first"] is None else clock["first"] - clock["t0"]
+    return TrainResult(history, seconds, first, wps, start_step=start, last_step=last, steps_planned=planned,
+                       budget_seconds=max_seconds)
 
 
 # --- 3. evaluation ---------------------------------------------------------------------------
@@ -309,19 +312,16 @@ def reconstruct_all(codec, windows: np.ndarray, n_qs: Sequence[int], batch_size:
 
 def quality(reference: np.ndarray, estimate: np.ndarray) -> dict[str, np.ndarray]:
     """Per-item Pearson correlation and SI-SDR (dB) of ``[N, 1, T]`` arrays."""
-    from biocodec_jax.losses import pearson_correlation, si_sdr
-
     x = reference.reshape(-1, reference.shape[-1])
     y = estimate.reshape(-1, estimate.shape[-1])
-    return {"corr": np.asarray(pearson_correlation(x, y)), "si_sdr": np.asarray(si_sdr(x, y))}
+    return {"corr": np.asarray(correlation(x, y)), "si_sdr": np.asarray(si_sdr(x, y))}
 
 
-def evaluate(codec, windows: np.ndarray, n_qs: Sequence[int] = EVAL_N_QS, batch_size: int = EVAL_BATCH) -> tuple[dict, dict[int, np.ndarray]]:
+def evaluate(codec, windows: np.ndarray, n_qs: Sequence[int] = EVAL_N_QS, batch_size: int = EVAL_BATCH) -> dict:
     """Mean/median correlation and SI-SDR of ``codec`` on ``windows`` for each ``n_q``.
 
     ``n_qs`` outside ``1..codec.n_q`` are skipped and ``codec.n_q`` is always included.
-    Returns ``(metrics, reconstructions)``; ``metrics[str(n_q)]`` holds the numbers and the
-    bitrate in bits per second per channel.
+    ``metrics[str(n_q)]`` holds the numbers and the bitrate in bits per second per channel.
     """
     cfg = codec.codec_config
     n_qs = sorted({k for k in n_qs if 1 <= k <= cfg.n_q} | {cfg.n_q})
@@ -336,7 +336,7 @@ def evaluate(codec, windows: np.ndarray, n_qs: Sequence[int] = EVAL_N_QS, batch_
             "si_sdr_median": float(np.median(q["si_sdr"])),
             "bitrate_bps": k * float(np.log2(cfg.codebook_size)) * cfg.frame_rate,
         }
-    return metrics, recons
+    return metrics
 
 
 def tokenizer_round_trip(codec, recordings: Sequence[str | Path]) -> dict:
@@ -347,9 +347,6 @@ def tokenizer_round_trip(codec, recordings: Sequence[str | Path]) -> dict:
     the recording as read (volts, no preprocessing). Agreement with :func:`evaluate`'s windowed
     numbers says the tokenizer's preparation and its way back (units, rate, names) are right.
     """
-    from biocodec_jax.losses import pearson_correlation
-    from data_pipelines.readers import read_raw
-
     per_recording, corrs = {}, []
     for path in recordings:
         original = read_raw(path)  # read once: tokenize works on a copy
@@ -357,7 +354,7 @@ def tokenizer_round_trip(codec, recordings: Sequence[str | Path]) -> dict:
         recon = codec.detokenize(tokens)
         assert recon.ch_names == list(tokens.channel_names)  # the file's own names
         x = original.get_data(picks=recon.ch_names)
-        corr = np.asarray(pearson_correlation(x, recon.get_data()))
+        corr = np.asarray(correlation(x, recon.get_data()))
         corrs.append(corr)
         per_recording[Path(path).name] = {
             "channels": len(recon.ch_names),
@@ -370,53 +367,59 @@ def tokenizer_round_trip(codec, recordings: Sequence[str | Path]) -> dict:
     return {"recordings": per_recording, "corr_mean": float(np.mean(corrs)), "corr_median": float(np.median(corrs))}
 
 
-# --- 4. outputs ------------------------------------------------------------------------------
+# --- 4. a downstream probe -------------------------------------------------------------------
 
 
-def plot_reconstructions(
-    path: str | Path,
-    windows: np.ndarray,
-    recon: np.ndarray,
-    channels: Sequence[str],
-    sample_rate: float,
-    wanted: Sequence[str] = PLOT_CHANNELS,
-    window_index: int | None = None,
-) -> Path:
-    """A PNG of input vs reconstruction for a few channels of one held-out window, corr in titles.
+def downstream_probe(codec, data_dir: str | Path, train_subjects: Sequence[str], test_subjects: Sequence[str],
+                     output: str | Path | None = None, progress: bool = True) -> dict:
+    """Left vs right fist imagery (T1 vs T2, 0-4 s epochs) from the codec's embeddings, by a linear probe.
 
-    ``channels`` names each item of ``windows``/``recon`` (``[N, 1, T]``); items are taken from
-    the window ``window_index`` (default: the middle one) for each electrode in ``wanted``
-    (falling back to the first three electrodes when those are absent).
+    The ``eegmmi`` task's loader and preprocessing and the evaluation runner, on the bundled runs:
+    the probe trains on ``train_subjects`` but the last (its ``C`` is chosen on that one) and is
+    tested on ``test_subjects`` (the codec's held-out subject). Returns the test metrics, the
+    chance level beside them, and the epoch counts; ``output`` gets the runner's results.md/json.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    train_subjects = sorted(train_subjects)
+    if len(train_subjects) < 2:
+        raise ValueError(f"the probe needs two training subjects (one to choose C on); got {train_subjects}")
+    with _quiet_missing_runs():
+        data = eegmmi.load(data_dir, codec.sample_rate, "motor_imagery")
+    split = fixed_split(train_subjects[:-1], train_subjects[-1:], test_subjects, name="demo")
+    results = run_evaluation(
+        data, [split], codec, EvalConfig(methods=("linear_probe",), seeds=1), output_dir=output, progress=progress,
+        info={"task": "eegmmi", "variant": "motor_imagery", "data": str(data_dir)},
+    )
+    summary = results["results"]["100%"]["linear_probe"]["summary"]
+    test = np.isin(data.subjects, list(test_subjects))
+    positives = float(np.mean(data.y[test] == 1))
+    return {
+        "task": "left vs right fist imagery (T1 vs T2), linear probe on the codec's time-averaged embeddings",
+        "split": dataclasses.asdict(split),
+        "epochs": {part: int(np.isin(data.subjects, list(getattr(split, part))).sum()) for part in ("train", "val", "test")},
+        "test": {name: s["mean"] for name, s in summary.items()},
+        # A classifier that ignores its input: balanced accuracy and AUROC 0.5, AUC-PR the positives' share.
+        "chance": {"balanced_accuracy": 1.0 / data.n_classes, "auroc": 0.5, "auc_pr": positives},
+    }
 
-    from biocodec_jax.losses import pearson_correlation
 
-    names = list(dict.fromkeys(channels))  # electrodes, in order
-    per_window = len(names)
-    n_win = len(channels) // per_window
-    w = n_win // 2 if window_index is None else window_index
-    picked = [c for c in wanted if c in names] or names[:3]
-    items = [w * per_window + names.index(c) for c in picked]
+class _MissingRunFilter(logging.Filter):
+    # The bundled data hold run R04 of each subject; the task's loader, written for the whole
+    # dataset, names every absent imagery run (R08, R12): expected here, so not shown.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is missing; skipping that run" not in record.getMessage()
 
-    t = np.arange(windows.shape[-1]) / sample_rate
-    fig = Figure(figsize=(10, 2.2 * len(items)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(items), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, i, name in zip(axes, items, picked):
-        x, y = windows[i, 0], recon[i, 0]
-        corr = float(pearson_correlation(x[None], y[None])[0])
-        ax.plot(t, x, lw=0.9, color="black", label="input")
-        ax.plot(t, y, lw=0.9, color="tab:orange", alpha=0.85, label="reconstruction")
-        ax.set_title(f"{name}, held-out window {w}: corr {corr:.3f}", fontsize=10)
-        ax.set_ylabel("robust z")
-    axes[0].legend(loc="upper right", fontsize=8)
-    axes[-1].set_xlabel("time (s)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+
+@contextlib.contextmanager
+def _quiet_missing_runs():
+    logger, quiet = logging.getLogger(eegmmi.__name__), _MissingRunFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+# --- 5. outputs ------------------------------------------------------------------------------
 
 
 def curve_summary(history: dict[str, list[float]], every: int) -> dict:
@@ -424,6 +427,8 @@ def curve_summary(history: dict[str, list[float]], every: int) -> dict:
     every = max(int(every), 1)
     summary = {}
     for k, v in history.items():
+        if not v:
+            continue
         summary[k] = {
             "first": v[0],
             "last": v[-1],
@@ -431,22 +436,6 @@ def curve_summary(history: dict[str, list[float]], every: int) -> dict:
             "curve": [[i, v[i]] for i in range(0, len(v), every)] + ([[len(v) - 1, v[-1]]] if (len(v) - 1) % every else []),
         }
     return summary
-
-
-def save_outputs(output: str | Path, config, codec, metrics: dict, data: DemoData, recons: dict[int, np.ndarray]) -> dict[str, Path]:
-    """Write config.yaml, codec/, metrics.json and reconstruction.png into ``output``."""
-    from biocodec_jax.config import save_config
-
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    paths = {"config": output / "config.yaml", "codec": output / "codec", "metrics": output / "metrics.json"}
-    save_config(config, paths["config"])
-    codec.save(paths["codec"])
-    paths["metrics"].write_text(json.dumps(metrics, indent=2) + "\n")
-    paths["plot"] = plot_reconstructions(
-        output / "reconstruction.png", data.heldout, recons[codec.n_q], data.heldout_channels, codec.sample_rate
-    )
-    return paths
 
 
 # --- the demo --------------------------------------------------------------------------------
@@ -463,57 +452,75 @@ def run_demo(
     overrides: Sequence[str] = (),
     eval_n_qs: Sequence[int] = EVAL_N_QS,
     progress: bool = True,
+    probe: bool = True,
 ) -> dict:
-    """Prepare, train, evaluate and save; returns the metrics written to ``metrics.json``.
+    """Prepare, pretrain, load, evaluate, tokenize, report and probe; returns the metrics of ``metrics.json``.
 
-    ``steps``: how many training steps (default: the config's ``train.steps``). ``minutes``: an
-    opt-in time budget for the training loop (default: none, every step is trained); if it cuts
-    training short the demo warns at the cut and in its final summary, and ``metrics.json`` says
-    so (``steps_planned``, ``steps_done``, ``cut_by_budget``). ``seed`` defaults to the config's
-    ``train.seed``.
-    ``eval_n_qs``: the numbers of quantizers to evaluate (all of them are always included).
+    Writes ``output/``: ``shards/`` (prepare), ``run/`` (pretrain's workdir: config, checkpoints,
+    metrics.jsonl), ``codec/`` (the trained codec), ``config.yaml``, ``metrics.json``, ``report/``
+    and ``probe/``. ``steps``: how many training steps (default: the config's ``train.steps``).
+    ``minutes``: an opt-in time budget for training (default: none, every step is trained); if it
+    cuts training short the demo warns at the cut and in its final summary, and ``metrics.json``
+    says so (``steps_planned``, ``steps_done``, ``cut_by_budget``). ``seed`` defaults to the
+    config's ``train.seed``. ``eval_n_qs``: the numbers of quantizers to evaluate (all of them
+    are always included). ``probe=False`` skips the downstream probe.
+    An earlier demo run of the same config in ``output`` is resumed (a finished one is not
+    trained again); one of another config is an error.
     """
     t_start = time.perf_counter()
+    output = Path(output)
     config = load_demo_config(config_path, preset, overrides)
-    seed = config.train.seed if seed is None else seed
-    max_steps = config.train.steps if steps is None else steps
+    sets = [f"train.data={(output / SHARDS_DIR).absolute()}"]
+    if steps is not None:
+        sets.append(f"train.steps={steps}")
+    if seed is not None:
+        sets.append(f"train.seed={seed}")
+    config = config_lib.apply_overrides(config, sets)
+    max_steps = config.train.steps
     if max_steps < 1 or (minutes is not None and minutes <= 0):
         raise ValueError(f"need at least one step and a positive time budget; got steps={max_steps}, minutes={minutes}")
+    workdir = output / RUN_DIR
+    check_resumable(workdir, config)
 
     t0 = time.perf_counter()
-    data = prepare_data(config, data_dir)
+    manifest = prepare_shards(config, output / SHARDS_DIR, data_dir, progress=progress)
     data_seconds = time.perf_counter() - t0
-    T = data.train.shape[-1]
+    splits = manifest["splits"]
+    train_subjects, heldout_subjects = splits["train"]["subjects"], splits["val"]["subjects"]
+    T = manifest["window_samples"]
     print(
-        f"data: {len(data.train)} training windows [1, {T}] from {', '.join(data.train_subjects)}; "
-        f"{len(data.heldout)} held-out windows from {', '.join(data.heldout_subjects)} "
-        f"({config.codec.sample_rate} Hz, {config.train.window_seconds:g} s, {data_seconds:.1f} s to prepare)"
+        f"data: {splits['train']['windows']} training windows [1, {T}] from {', '.join(train_subjects)}; "
+        f"{splits['val']['windows']} held-out windows from {', '.join(heldout_subjects)} "
+        f"({manifest['sample_rate']:g} Hz, {T / manifest['sample_rate']:g} s; shards in {output / SHARDS_DIR}, "
+        f"{data_seconds:.1f} s)"
     )
 
     budget = None if minutes is None else 60.0 * minutes
     print(
-        f"training {max_steps} steps of {config.train.batch_size} windows "
+        f"training {max_steps} steps of {config.train.batch_size} windows in {workdir} "
         + ("(no time budget)" if budget is None else f"(time budget {minutes:g} min: may stop early)")
     )
-    result = train(config, data.train, max_steps=max_steps, max_seconds=budget, seed=seed, progress=progress)
+    result = train(config, workdir, max_seconds=budget, progress=progress)
     n_steps = result.steps_done
+    resumed = f", resumed at step {result.start_step}" if result.start_step else ""
     print(
-        f"trained {n_steps} of {max_steps} steps ({n_steps * config.train.batch_size} windows) in {result.seconds:.0f} s "
-        f"(+{result.init_seconds:.0f} s init); {result.windows_per_second:.1f} windows/s after compilation"
+        f"trained {n_steps} of {max_steps} steps ({n_steps * config.train.batch_size} windows{resumed}) in "
+        f"{result.seconds:.0f} s (first step, with init and compilation, {result.first_step_seconds:.0f} s); "
+        f"{result.windows_per_second:.1f} windows/s after compilation"
     )
 
-    from biocodec_jax import Codec
-
-    codec = Codec(
-        config, result.state.params, result.state.codebooks,
-        metadata={"preprocessing": data.preprocessing, "training": {"step": n_steps, "data": str(data_dir)}},
-    )
     t0 = time.perf_counter()
-    heldout_metrics, recons = evaluate(codec, data.heldout, eval_n_qs)
+    codec = Codec.load(workdir)  # the latest checkpoint, with the shards' preparation (preprocessing.json)
+    codec_path = codec.save(output / CODEC_DIR)
+    load_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    heldout = split_windows(output / SHARDS_DIR, "val")
+    heldout_metrics = evaluate(codec, heldout, eval_n_qs)
     eval_seconds = time.perf_counter() - t0
     print(
-        f"held-out subject {', '.join(data.heldout_subjects)} "
-        f"({len(data.heldout)} single-channel {config.train.window_seconds:g}-s windows):"
+        f"held-out subject {', '.join(heldout_subjects)} "
+        f"({len(heldout)} single-channel {T / manifest['sample_rate']:g}-s windows):"
     )
     for k, m in heldout_metrics.items():
         print(
@@ -521,58 +528,72 @@ def run_demo(
             f"SI-SDR {m['si_sdr_mean']:.2f} dB (median {m['si_sdr_median']:.2f})"
         )
 
+    recordings = heldout_recordings(manifest, data_dir)
     t0 = time.perf_counter()
-    round_trip = tokenizer_round_trip(codec, data.heldout_recordings)
+    round_trip = tokenizer_round_trip(codec, recordings)
     tokenize_seconds = time.perf_counter() - t0
     print(
         f"tokenize -> detokenize of the held-out recordings ({', '.join(round_trip['recordings'])}), "
         f"physical units at the recording's rate: corr {round_trip['corr_mean']:.3f} "
         f"(median {round_trip['corr_median']:.3f})"
     )
+    # The quality report of the first held-out recording, as `biocodec-jax report` writes it.
+    t0 = time.perf_counter()
+    report_path = write_report(
+        codec, recordings[0], output / REPORT_DIR, n_qs=[int(k) for k in heldout_metrics], codec_source=str(codec_path)
+    )["markdown"]
+    report_seconds = time.perf_counter() - t0
+
+    probe_result, probe_seconds = None, 0.0
+    if probe:
+        t0 = time.perf_counter()
+        probe_result = downstream_probe(codec, data_dir, train_subjects, heldout_subjects, output / PROBE_DIR, progress)
+        probe_seconds = time.perf_counter() - t0
+        test, chance = probe_result["test"], probe_result["chance"]
+        print(
+            f"probe, {probe_result['task']}: test {', '.join(heldout_subjects)} ({probe_result['epochs']['test']} epochs) "
+            + ", ".join(f"{k} {v:.3f} (chance {chance[k]:.3f})" for k, v in test.items())
+        )
 
     metrics = {
         "preset": config.preset,
-        "seed": seed,
+        "seed": config.train.seed,
         "steps": n_steps,
         "steps_planned": max_steps,
         "steps_done": n_steps,
         "cut_by_budget": result.cut_by_budget,
         "budget_minutes": minutes,
+        "resumed_at_step": result.start_step,
         "batch_size": config.train.batch_size,
         "train_windows_per_second": result.windows_per_second,
         "data": {
-            "train_subjects": list(data.train_subjects),
-            "heldout_subjects": list(data.heldout_subjects),
-            "windows_per_subject": data.windows_per_subject,
+            "shards": str(output / SHARDS_DIR),
+            "train_subjects": list(train_subjects),
+            "heldout_subjects": list(heldout_subjects),
+            "windows": {split: s["windows"] for split, s in splits.items()},
             "window_samples": T,
-            "sample_rate": config.codec.sample_rate,
+            "sample_rate": manifest["sample_rate"],
         },
         "train": curve_summary(result.history, config.train.log_every),
         "heldout": heldout_metrics,
         "tokenizer_round_trip": round_trip,
+        "probe": probe_result,
         "seconds": {
-            "data": data_seconds,
-            "init": result.init_seconds,
+            "prepare": data_seconds,
             "train": result.seconds,
+            "train_first_step": result.first_step_seconds,
+            "load": load_seconds,
             "eval": eval_seconds,
             "tokenize": tokenize_seconds,
+            "report": report_seconds,
+            "probe": probe_seconds,
         },
     }
-    t0 = time.perf_counter()
-    paths = save_outputs(output, config, codec, metrics, data, recons)
-    metrics["seconds"]["save"] = time.perf_counter() - t0
-    # The quality report of the first held-out recording, as `biocodec-jax report` writes it.
-    from biocodec_jax.reports import write_report
-
-    t0 = time.perf_counter()
-    paths["report"] = write_report(
-        codec, data.heldout_recordings[0], Path(output) / "report", n_qs=[int(k) for k in heldout_metrics],
-        codec_source=str(paths["codec"]),
-    )["markdown"]
-    metrics["seconds"]["report"] = time.perf_counter() - t0
+    config_lib.save_config(config, output / "config.yaml")
     metrics["seconds"]["total"] = time.perf_counter() - t_start
-    paths["metrics"].write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"wrote {', '.join(str(p) for p in paths.values())}; total {metrics['seconds']['total']:.0f} s")
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    written = [output / "config.yaml", output / "metrics.json", codec_path, report_path] + ([output / PROBE_DIR] if probe else [])
+    print(f"wrote {', '.join(str(p) for p in written)}; total {metrics['seconds']['total']:.0f} s")
     if result.cut_by_budget:  # again, last: the numbers above are those of an under-trained codec
         print(budget_message(n_steps, max_steps, budget), file=sys.stderr, flush=True)
     return metrics
@@ -581,9 +602,10 @@ def run_demo(
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Train the EEG codec for a few minutes on the bundled PhysioNet EEG and test it on a held-out\n"
-        "subject: windows at 1-6 quantizers, the whole recording through tokenize/detokenize, and a\n"
-        "report (figures). Writes OUTPUT/config.yaml, codec/, metrics.json, reconstruction.png, report/.",
+        description="The product's path on the bundled PhysioNet EEG: prepare shards, pretrain the EEG codec for a few\n"
+        "minutes, load it, test it on a held-out subject (windows at 1-6 quantizers, the whole recording\n"
+        "through tokenize/detokenize, a report) and probe it on a downstream task. Writes OUTPUT/shards/,\n"
+        "run/, codec/, config.yaml, metrics.json, report/, probe/.",
         epilog="examples:\n"
         "  biocodec-jax demo                                # all 160 steps (~5 min on 2 idle CPU cores), into runs/demo\n"
         "  biocodec-jax demo --minutes 3 --output runs/demo3  # at most 3 min of training (warns if steps are cut)\n"
@@ -607,6 +629,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--eval-n-q", type=int, nargs="+", default=list(EVAL_N_QS), metavar="K",
         help="quantizer counts to evaluate (default %(default)s; fewer = faster)",
     )
+    parser.add_argument("--no-probe", action="store_true", help="skip the downstream probe")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (or, in a log file, progress lines)")
     return parser
 
@@ -625,6 +648,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         overrides=args.overrides,
         eval_n_qs=args.eval_n_q,
         progress=not args.no_progress,
+        probe=not args.no_probe,
     )
     return 0
 
