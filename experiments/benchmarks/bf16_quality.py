@@ -19,9 +19,11 @@ Issue 16, item 4 ("quality is not traded away"). Steps:
      At this learning rate training is chaotic: float32 runs that differ only in rounding part by
      tens of percent, which is what the control (below) measures.
 
-2. Data: the bundled PhysioNet EEG (``experiments.quickstart.prepare_data``): subjects S001-S003
-   train, S004 held out. One fixed sequence of training batches is drawn with a seeded numpy RNG
-   (``experiments.quickstart.shuffled_batches``) and fed to every run; the first one also
+2. Data: the demo's shards of the bundled PhysioNet EEG (``experiments.quickstart.prepare_shards``:
+   ``data_pipelines.prepare``, subjects S001-S003 train, S004 held out; ``--shards``, default
+   ``runs/demo/shards``, made there if missing). One fixed sequence of training batches, the
+   first ``--steps`` batches of the Grain loader as ``pretrain`` draws them with this seed
+   (``experiments.quickstart.training_batches``), is fed to every run; the first one also
    initialises the codebooks (k-means), as in the demo.
 3. Training: one initial state is built with the float32 config; three runs start from the very
    same arrays (float32 parameters, optimiser state and codebooks) with only the config and the
@@ -34,8 +36,8 @@ Issue 16, item 4 ("quality is not traded away"). Steps:
      float32 rounding, so its deviation from ``float32`` is what rounding alone does to a run.
 
    Per-step ``loss``, ``l_t``, ``l_f``, ``commit_mse`` (and the rest of the step's metrics) are kept.
-4. Held-out evaluation on up to ``--heldout-windows`` windows of S004 (evenly spaced over all of
-   them), in batches: each trained codec in float32 inference with the default numerics (so only
+4. Held-out evaluation on up to ``--heldout-windows`` windows of S004 (evenly spaced over the
+   held-out split as the loader reads it), in batches: each trained codec in float32 inference with the default numerics (so only
    training differs), and additionally the bfloat16-trained codec in bfloat16 inference
    (``codec.with_numerics``); mean Pearson correlation and SI-SDR of the reconstruction (all
    quantizers). Code agreement: the share of codes equal between float32 and bfloat16 inference of
@@ -66,13 +68,23 @@ import math
 import time
 from pathlib import Path
 
+import flax
+import jax
 import numpy as np
 
+from biocodec_jax import Codec
+from biocodec_jax import model as model_lib
+from biocodec_jax.config import apply_overrides, load_config
+from biocodec_jax.nn.conv import resolve_conv_impl
+from biocodec_jax.signal_metrics import correlation, si_sdr
+from biocodec_jax.training import init_state, train_step
 from experiments.benchmarks.common import RESULTS, machine_info, write_report
+from experiments.quickstart import prepare_shards, split_windows, training_batches
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data" / "eegmmidb"
 DEMO_CONFIG = REPO_ROOT / "experiments" / "configs" / "demo_eeg.yaml"
+DEMO_SHARDS = Path("runs/demo/shards")  # where `biocodec-jax demo` prepares them
 CURVE_KEYS = ("loss", "l_t", "l_f", "commit_mse")
 SMOOTH = 20  # moving-average window (steps) of the curve criterion and of the last-steps mean
 CURVE_TOL = 0.05  # the issue: curves within 5%
@@ -95,9 +107,6 @@ def make_configs(steps: int, batch: int, seed: int, config_path: Path = DEMO_CON
     ``original``: constant ``lr`` (default the preset's 1e-4) after ``warmup_steps`` (default 0);
     ``demo``: the config's lr and warm-up (unless given) with a cosine over ``steps``.
     """
-    from biocodec_jax.config import apply_overrides, load_config
-    from biocodec_jax.nn.conv import resolve_conv_impl
-
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
     base = [f"train.steps={steps}", f"train.batch_size={batch}", f"train.seed={seed}", "train.precision=float32"]
@@ -131,14 +140,6 @@ def schedule_description(schedule: str, optim) -> str:
     return f"lr {optim.learning_rate:g}, {warm}, cosine decay to zero over the run ({optim.total_steps} steps)"
 
 
-def fixed_batches(windows: np.ndarray, batch: int, steps: int, seed: int) -> list[np.ndarray]:
-    """The first ``steps`` batches ``[batch, 1, T]`` of the demo's seeded shuffled stream."""
-    from experiments.quickstart import shuffled_batches
-
-    stream = shuffled_batches(windows, batch, seed)
-    return [np.ascontiguousarray(next(stream), dtype=np.float32) for _ in range(steps)]
-
-
 def heldout_subset(windows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` held-out windows evenly spaced over all of them (recordings, channels, times)."""
     idx = np.unique(np.linspace(0, len(windows) - 1, min(n, len(windows))).round().astype(int))
@@ -150,10 +151,6 @@ def heldout_subset(windows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]
 
 def train_run(state, batches: list[np.ndarray], label: str) -> dict:
     """Train ``state`` on ``batches``; per-step metrics, wall times and the final state."""
-    import jax
-
-    from biocodec_jax.training import train_step
-
     history: dict[str, list[float]] = {}
     step_seconds = []
     first_nonfinite = None
@@ -213,11 +210,9 @@ def codes_and_recons(codec, windows: np.ndarray, batch: int) -> tuple[np.ndarray
 
 
 def quality(windows: np.ndarray, recons: np.ndarray) -> dict:
-    from biocodec_jax.losses import pearson_correlation, si_sdr
-
     x = windows.reshape(-1, windows.shape[-1])
     y = recons.reshape(-1, recons.shape[-1])
-    corr = np.asarray(pearson_correlation(x, y))
+    corr = np.asarray(correlation(x, y))
     sdr = np.asarray(si_sdr(x, y))
     return {
         "corr_mean": float(np.mean(corr)),
@@ -407,14 +402,6 @@ def plot(path: Path, histories: dict, comparisons: dict, control_label: str, tit
 
 
 def run(args) -> dict:
-    import jax
-
-    from biocodec_jax import Codec
-    from biocodec_jax import model as model_lib
-    from biocodec_jax.nn.conv import resolve_conv_impl
-    from biocodec_jax.training import init_state
-    from experiments.quickstart import prepare_data
-
     t_start = time.perf_counter()
     cfgs, suffix = make_configs(args.steps, args.batch, args.seed, args.config, args.schedule, args.lr, args.warmup_steps)
     fp32_cfg = cfgs["float32"]
@@ -425,14 +412,15 @@ def run(args) -> dict:
           + ", ".join(f"{run} {impl}" for run, impl in conv_impls.items()), flush=True)
 
     t0 = time.perf_counter()
-    data = prepare_data(fp32_cfg, args.data)
+    splits = prepare_shards(fp32_cfg, args.shards, args.data, progress=False)["splits"]
+    batches = training_batches(args.shards, args.batch, args.steps, args.seed)
+    all_heldout = split_windows(args.shards, "val")
+    heldout, heldout_idx = heldout_subset(all_heldout, args.heldout_windows)
     data_seconds = time.perf_counter() - t0
-    batches = fixed_batches(data.train, args.batch, args.steps, args.seed)
-    heldout, heldout_idx = heldout_subset(data.heldout, args.heldout_windows)
     print(
-        f"data: {len(data.train)} training windows ({', '.join(data.train_subjects)}), {len(data.heldout)} held-out "
-        f"({', '.join(data.heldout_subjects)}; {len(heldout)} evaluated); {args.steps} steps x batch {args.batch}; "
-        f"{data_seconds:.0f} s", flush=True,
+        f"data: {splits['train']['windows']} training windows ({', '.join(splits['train']['subjects'])}), "
+        f"{len(all_heldout)} held-out ({', '.join(splits['val']['subjects'])}; {len(heldout)} evaluated) in {args.shards}; "
+        f"{args.steps} steps x batch {args.batch}; {data_seconds:.0f} s", flush=True,
     )
 
     t0 = time.perf_counter()
@@ -538,13 +526,14 @@ def run(args) -> dict:
             for label, c in cfgs.items()
         },
         "data": {
-            "train_subjects": list(data.train_subjects),
-            "heldout_subjects": list(data.heldout_subjects),
-            "train_windows": int(len(data.train)),
-            "heldout_windows_total": int(len(data.heldout)),
+            "shards": str(args.shards),
+            "train_subjects": list(splits["train"]["subjects"]),
+            "heldout_subjects": list(splits["val"]["subjects"]),
+            "train_windows": int(splits["train"]["windows"]),
+            "heldout_windows_total": int(len(all_heldout)),
             "heldout_windows_evaluated": int(len(heldout)),
-            "heldout_selection": "evenly spaced indices over all held-out windows",
-            "window_samples": int(data.train.shape[-1]),
+            "heldout_selection": "evenly spaced indices over the held-out split in the loader's (seed-0 shuffled) order",
+            "window_samples": int(all_heldout.shape[-1]),
             "sample_rate": fp32_cfg.codec.sample_rate,
             "eval_batch": args.eval_batch,
         },
@@ -561,8 +550,6 @@ def run(args) -> dict:
             "eval": eval_seconds,
         },
     }
-    import flax
-
     report["machine"] = machine_info(
         "jax", "jaxlib", "flax", "optax", "numpy",
         backend=jax.default_backend(), devices=[str(d) for d in jax.devices()], flax_version=flax.__version__,
@@ -640,6 +627,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-batch", type=int, default=64, help="evaluation batch (default %(default)s)")
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="base config (default the demo's)")
     parser.add_argument("--data", type=Path, default=DATA_DIR, help="eegmmidb .edf folder (default the bundled one)")
+    parser.add_argument("--shards", type=Path, default=DEMO_SHARDS,
+                        help="the demo's shards of --data (default %(default)s; prepared there if missing)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.steps < 2:

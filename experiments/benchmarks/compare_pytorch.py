@@ -7,8 +7,8 @@ PyTorch rendering of the original (it reproduces the original's fixtures; its st
 the original's). Steps:
 
 1. Weights: a fresh JAX codec, codebooks k-means-initialised on a batch of real EEG windows (the
-   bundled PhysioNet EEGMMI recordings, preprocessed as for training), exported to the original's
-   state dict and loaded strictly into the PyTorch model.
+   bundled PhysioNet EEGMMI recordings, prepared by ``data_pipelines.prepare`` into the demo's shards,
+   ``--shards``), exported to the original's state dict and loaded strictly into the PyTorch model.
 2. Agreement: embeddings, codes and reconstructions of both on the same real windows.
 3. Speed: training step (batch 32 on CPU, 512 on a GPU), encode and decode (batch 256) for JAX,
    PyTorch eager and ``torch.compile``, timed in alternating rounds (PyTorch's CPU speed swings
@@ -27,6 +27,7 @@ Writes ``compare_pytorch_<preset>_<platform>.json``, ``.md`` (the table) and ``_
 from __future__ import annotations
 
 import argparse
+import copy
 import ctypes
 import dataclasses
 import json
@@ -38,11 +39,23 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from biocodec_jax import Codec, preset
+from biocodec_jax import codec as codec_module
+from biocodec_jax.config import apply_overrides
+from biocodec_jax.training import init_state, train_step
 from experiments.benchmarks.common import RESULTS, machine_info, write_report
+from experiments.benchmarks.flops import model_flops, xla_flops
+from experiments.quickstart import DATA_DIR, prepare_shards, split_windows
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "eegmmidb"
+
+def default_shards(preset_name: str) -> Path:
+    """Where the bundled EEG's shards for ``preset_name`` go: the demo's for ``eeg`` (``biocodec-jax
+    demo`` makes the same ones), a folder of their own for another preset's window length."""
+    return Path("runs/demo/shards") if preset_name == "eeg" else Path(f"runs/demo_{preset_name}/shards")
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -167,9 +180,12 @@ def _summary(runner: Runner, batch: int, flops_per_window: int) -> dict:
 # --- the two frameworks ------------------------------------------------------------------------
 
 
-def real_windows(config, n: int, seed: int = 0, path: Path | None = None) -> np.ndarray:
+def real_windows(config, n: int, seed: int = 0, path: Path | None = None, shards: Path | None = None) -> np.ndarray:
     """``n`` single-channel windows ``[n, 1, T]`` of the bundled EEG (repeated if there are fewer).
 
+    The windows are the demo's shards (``experiments.quickstart.prepare_shards``: ``data_pipelines.prepare``
+    of the bundled recordings at ``config``'s rate and window) in ``shards`` (default
+    :func:`default_shards` of the preset; made there if missing), both splits.
     ``path``: take them from a ``.npy`` of such windows instead (e.g. written by ``--save-windows``
     on a machine with MNE, for a GPU machine without it).
     """
@@ -179,10 +195,9 @@ def real_windows(config, n: int, seed: int = 0, path: Path | None = None) -> np.
         if pool.ndim != 3 or pool.shape[1:] != (1, expected):
             raise ValueError(f"{path}: expected windows [N, 1, {expected}], got {pool.shape}")
     else:
-        from experiments.quickstart import prepare_data
-
-        data = prepare_data(config, DATA_DIR)
-        pool = np.concatenate([data.train, data.heldout])
+        shards = default_shards(config.preset) if shards is None else shards
+        prepare_shards(config, shards, DATA_DIR, progress=False)
+        pool = np.concatenate([split_windows(shards, "train"), split_windows(shards, "val")])
     rng = np.random.default_rng(seed)
     return pool[rng.choice(len(pool), n, replace=n > len(pool))].astype(np.float32)
 
@@ -228,11 +243,6 @@ def agreement(codec, torch_model, x: np.ndarray, torch, device) -> dict:
 
 def training_curves(config, state, torch_model, batches: np.ndarray, lr: float, torch, device) -> dict:
     """Both frameworks trained from the same state on the same batches ``[S, B, 1, T]``; their losses."""
-    import copy
-
-    import jax
-
-    from biocodec_jax.training import train_step
     from experiments.baselines.torch_biocodec import TorchTrainer
 
     curves = {"jax": {"l_t": [], "l_f": [], "commit_mse": []}, "torch": {"l_t": [], "l_f": [], "commit_mse": []}}
@@ -275,61 +285,35 @@ def plot_curves(curves: dict, path: Path, title: str) -> None:
 
 # --- the run -----------------------------------------------------------------------------------
 
+TASKS = ("train_step", "encode", "decode")
 
-def run(args) -> dict:
-    # Compilation is timed cold on both sides: no on-disk caches of earlier runs (JAX has none
-    # unless JAX_COMPILATION_CACHE_DIR is set; Inductor keeps one in /tmp by default).
-    for var in ("TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE"):
-        os.environ.setdefault(var, "0")
-    import jax
-    import jax.numpy as jnp
-    import torch
 
-    from biocodec_jax import Codec, preset
-    from biocodec_jax.config import apply_overrides
-    from biocodec_jax.training import init_state, train_step
-    from experiments.baselines.torch_biocodec import TorchTrainer, build_torch_codec
-    from experiments.benchmarks.flops import model_flops, xla_flops
-
-    logging.getLogger("torch._dynamo").setLevel(logging.ERROR)  # graph-break notes (codebook init's .item())
-    gpu = jax.default_backend() == "gpu"
+def torch_device(torch, gpu: bool):
+    """The PyTorch device (the GPU where JAX has one), every core for CPU threads, cuDNN tuned on GPUs."""
     device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
     torch.set_num_threads(os.cpu_count())
     if device.type == "cuda":
         torch.backends.cudnn.enabled = True
         torch.backends.cudnn.benchmark = True
-    train_batch = args.train_batch or (512 if gpu else 32)
-    infer_batch = args.infer_batch
+    return device
 
-    # Constant learning rate for the side-by-side training (no warm-up; the cosine over a long
-    # horizon is flat over a few steps), the same in both.
-    config = apply_overrides(
-        preset(args.preset),
-        ["optim.warmup_steps=0", f"optim.learning_rate={args.lr}", "optim.total_steps=100000000"],
+
+def comparison_config(preset_name: str, lr: float):
+    """The preset with a constant learning rate for the side-by-side training (no warm-up; the
+    cosine over a long horizon is flat over a few steps), the same in both frameworks."""
+    return apply_overrides(
+        preset(preset_name), ["optim.warmup_steps=0", f"optim.learning_rate={lr}", "optim.total_steps=100000000"]
     )
-    length = config.train.window_samples(config.codec.sample_rate)
-    print(f"[compare] reading the bundled EEG windows ({jax.default_backend()}, torch on {device})", flush=True)
-    pool = real_windows(config, max(train_batch, args.curve_steps * args.curve_batch) + infer_batch, path=args.windows)
-    if args.save_windows:
-        np.save(args.save_windows, real_windows(config, 2048))
-    train_x, infer_x = pool[:train_batch], pool[-infer_batch:]
 
-    state = init_state(config, jax.random.PRNGKey(args.seed), train_x)
-    codec = Codec(config, state.params, state.codebooks)
-    model = build_torch_codec(config).to(device)
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in codec.to_torch_state_dict().items()}, strict=True)
-    model.eval()
 
-    report: dict = {"preset": args.preset, "window_samples": length, "train_batch": train_batch, "infer_batch": infer_batch}
+def jax_runners(state, codec, config, train_x: np.ndarray, infer_x: np.ndarray, xla_counts: dict) -> tuple[dict, np.ndarray, dict]:
+    """``({task: Runner}, codes of infer_x [N, T', K], {task: compiled})`` for the JAX side.
 
-    flops = model_flops(config.codec, config.loss, length)
-    xla_counts = {}
-    results: dict = {}
-
-    # JAX runs the ahead-of-time compiled step, encoder and decoder; their compilation is part
-    # of the first call, as torch.compile's is.
-    from biocodec_jax import codec as codec_module
-
+    JAX runs the ahead-of-time compiled step, encoder and decoder; their compilation is part of
+    the first call (``Runner.setup``), as torch.compile's is. ``xla_counts`` gets XLA's FLOP count
+    of each compiled program.
+    """
+    length = train_x.shape[-1]
     x_train_j = jax.device_put(jnp.asarray(train_x))
     x_inf_j = jax.device_put(jnp.asarray(infer_x).reshape(-1, length))
     codes = codec_module._encode(codec.graphdef, codec.params, codec.codebooks, x_inf_j, config.codec.n_q)  # [N, T', K]
@@ -337,44 +321,48 @@ def run(args) -> dict:
     compiled: dict = {}
     jax_state = {"s": state}
 
-    def jax_runner(task: str, lower: Callable, call: Callable) -> Runner:
+    def runner(task: str, lower: Callable, call: Callable) -> Runner:
         def setup():
             compiled[task] = lower().compile()
             xla_counts[task] = xla_flops(compiled[task])
 
         return Runner("jax", lambda: jax.block_until_ready(call(compiled[task])), setup=setup)
 
-    def jax_train(step):
+    def train(step):
         jax_state["s"], metrics = step(jax_state["s"], x_train_j)
         return metrics["loss"]
 
     args_enc = (codec.graphdef, codec.params, codec.codebooks, x_inf_j, config.codec.n_q)
     args_dec = (codec.graphdef, codec.params, codec.codebooks, codes)
-    jax_runners = {
-        "train_step": jax_runner("train_step", lambda: train_step.lower(state, x_train_j), jax_train),
-        "encode": jax_runner("encode", lambda: codec_module._encode.lower(*args_enc), lambda f: f(*args_enc[1:4])),
-        "decode": jax_runner("decode", lambda: codec_module._decode.lower(*args_dec), lambda f: f(*args_dec[1:])),
+    runners = {
+        "train_step": runner("train_step", lambda: train_step.lower(state, x_train_j), train),
+        "encode": runner("encode", lambda: codec_module._encode.lower(*args_enc), lambda f: f(*args_enc[1:4])),
+        "decode": runner("decode", lambda: codec_module._decode.lower(*args_dec), lambda f: f(*args_dec[1:])),
     }
+    return runners, codes, compiled
 
-    # PyTorch: eager, and torch.compile'd (default mode) where available.
-    import copy
+
+def torch_runners(model, config, codes, train_x: np.ndarray, infer_x: np.ndarray, lr: float, compile_too: bool,
+                  torch, device) -> dict[str, list[Runner]]:
+    """``{task: [eager Runner, torch.compile Runner (if asked and available)]}`` for the PyTorch side."""
+    from experiments.baselines.torch_biocodec import TorchTrainer
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     x_train_t = torch.from_numpy(train_x).to(device)
     x_inf_t = torch.from_numpy(infer_x).to(device)
     codes_t = torch.from_numpy(np.asarray(codes).transpose(0, 2, 1).astype(np.int64)).to(device)
 
-    def torch_trainer(m):
-        trainer = TorchTrainer(m, lr=args.lr, config=config)
+    def trainer(m):
+        t = TorchTrainer(m, lr=lr, config=config)
 
         def call():
-            out = trainer.step(x_train_t)
+            out = t.step(x_train_t)
             sync()
             return out
 
         return call
 
-    def torch_infer(fn, arg):
+    def infer(fn, arg):
         def call():
             with torch.inference_mode():
                 out = fn(arg)
@@ -384,36 +372,36 @@ def run(args) -> dict:
         return call
 
     runners = {
-        "train_step": [jax_runners["train_step"], Runner("torch_eager", torch_trainer(copy.deepcopy(model)))],
-        "encode": [jax_runners["encode"], Runner("torch_eager", torch_infer(model.encode, x_inf_t))],
-        "decode": [jax_runners["decode"], Runner("torch_eager", torch_infer(model.decode, codes_t))],
+        "train_step": [Runner("torch_eager", trainer(copy.deepcopy(model)))],
+        "encode": [Runner("torch_eager", infer(model.encode, x_inf_t))],
+        "decode": [Runner("torch_eager", infer(model.decode, codes_t))],
     }
-    if args.compile and hasattr(torch, "compile"):
+    if compile_too and hasattr(torch, "compile"):
         # The original back-propagates twice through one graph (retain_graph=True), which
         # compiled autograd's donated buffers forbid.
         torch._functorch.config.donated_buffer = False
-        runners["train_step"].append(Runner("torch_compile", torch_trainer(torch.compile(copy.deepcopy(model)))))
-        runners["encode"].append(Runner("torch_compile", torch_infer(torch.compile(model.encode), x_inf_t)))
-        runners["decode"].append(Runner("torch_compile", torch_infer(torch.compile(model.decode), codes_t)))
+        runners["train_step"].append(Runner("torch_compile", trainer(torch.compile(copy.deepcopy(model)))))
+        runners["encode"].append(Runner("torch_compile", infer(torch.compile(model.encode), x_inf_t)))
+        runners["decode"].append(Runner("torch_compile", infer(torch.compile(model.decode), codes_t)))
+    return runners
 
-    def memory(runner: Runner, task: str) -> int | None:
-        if runner.framework == "jax":
-            if gpu:
-                return _jax_memory(compiled[task])
-            return None  # CPU: the live heap's growth, as for PyTorch
-        if device.type == "cuda":
-            return torch.cuda.max_memory_allocated()
-        return None
 
-    batches = {"train_step": train_batch, "encode": infer_batch, "decode": infer_batch}
+def time_tasks(runners: dict[str, list[Runner]], batches: dict[str, int], flops: dict, memory: Callable,
+               reset: Callable[[], None], rounds: int, calls: int, save_partial: Callable[[dict], None]) -> dict:
+    """First calls, alternating timed rounds and peak memory of every runner of every task; the summaries.
+
+    ``memory(runner, task)``: a framework's own peak-memory figure, or None for the live heap's growth.
+    ``save_partial(results)`` after each task keeps what is measured so far, in case a later part
+    (e.g. torch.compile) runs out of time.
+    """
+    results: dict = {}
     for task, task_runners in runners.items():
         print(f"[compare] {task}: first calls (compilation)", flush=True)
         for runner in task_runners:
             runner.warm_up()
             print(f"  {runner.framework:14s} first call {runner.first_call_s:6.1f} s" + (f"  FAILED {runner.error}" if runner.error else ""), flush=True)
-        print(f"[compare] {task}: {args.rounds} alternating rounds of {args.calls} calls", flush=True)
-        reset = torch.cuda.reset_peak_memory_stats if device.type == "cuda" else (lambda: None)
-        _time_rounds(task_runners, args.rounds, args.calls)
+        print(f"[compare] {task}: {rounds} alternating rounds of {calls} calls", flush=True)
+        _time_rounds(task_runners, rounds, calls)
         _measure_memory(task_runners, lambda r, t=task: memory(r, t), reset)
         results[task] = {r.framework: _summary(r, batches[task], flops[task]) for r in task_runners}
         jax_rate = results[task]["jax"].get("windows_per_s")
@@ -421,19 +409,13 @@ def run(args) -> dict:
             if fw != "jax" and "windows_per_s" in summary and jax_rate:
                 results[task][f"jax_over_{fw}"] = jax_rate / summary["windows_per_s"]
         print("  " + ", ".join(f"{fw} {s['windows_per_s']:.1f}" for fw, s in results[task].items() if isinstance(s, dict) and "windows_per_s" in s) + " windows/s", flush=True)
-        # Keep what is measured so far, in case a later part (e.g. torch.compile) runs out of time.
-        write_report({**report, "results": results, "incomplete": True}, args.output_dir / f"compare_pytorch_{args.preset}_partial.json")
-    report["results"] = results
-    print("[compare] agreement on the same weights and windows", flush=True)
-    report["agreement"] = agreement(codec, model, infer_x, torch, device)
-    report["flops_per_window"] = {"hand_count": flops, "xla_cost_analysis": xla_counts}
+        save_partial(results)
+    return results
 
-    if args.curve_steps > 0:
-        print(f"[compare] side-by-side training: {args.curve_steps} steps of batch {args.curve_batch}", flush=True)
-        curve_x = pool[: args.curve_steps * args.curve_batch].reshape(args.curve_steps, args.curve_batch, 1, length)
-        report["training_curves"] = training_curves(config, state, model, curve_x, args.lr, torch, device)
 
-    report["machine"] = machine_info(
+def machine_report(torch, device) -> dict:
+    """The machine, both frameworks' versions and devices, and the precision settings that differ."""
+    return machine_info(
         "jax", "jaxlib", "torch", "flax",
         platform=jax.default_backend(),
         jax_device=str(jax.devices()[0].device_kind),
@@ -446,6 +428,71 @@ def run(args) -> dict:
         jax_default_matmul_precision=str(jax.config.jax_default_matmul_precision),
         xla_flags=os.environ.get("XLA_FLAGS", ""),
     )
+
+
+def run(args) -> dict:
+    # Compilation is timed cold on both sides: no on-disk caches of earlier runs (JAX has none
+    # unless JAX_COMPILATION_CACHE_DIR is set; Inductor keeps one in /tmp by default).
+    for var in ("TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE"):
+        os.environ.setdefault(var, "0")
+    import torch
+
+    from experiments.baselines.torch_biocodec import build_torch_codec
+
+    logging.getLogger("torch._dynamo").setLevel(logging.ERROR)  # graph-break notes (codebook init's .item())
+    gpu = jax.default_backend() == "gpu"
+    device = torch_device(torch, gpu)
+    train_batch = args.train_batch or (512 if gpu else 32)
+    infer_batch = args.infer_batch
+    config = comparison_config(args.preset, args.lr)
+    length = config.train.window_samples(config.codec.sample_rate)
+    print(f"[compare] reading the bundled EEG windows ({jax.default_backend()}, torch on {device})", flush=True)
+    shards = args.shards or default_shards(args.preset)
+    pool = real_windows(config, max(train_batch, args.curve_steps * args.curve_batch) + infer_batch, path=args.windows,
+                        shards=shards)
+    if args.save_windows:
+        np.save(args.save_windows, real_windows(config, 2048, shards=shards))
+    train_x, infer_x = pool[:train_batch], pool[-infer_batch:]
+
+    state = init_state(config, jax.random.PRNGKey(args.seed), train_x)
+    codec = Codec(config, state.params, state.codebooks)
+    model = build_torch_codec(config).to(device)
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in codec.to_torch_state_dict().items()}, strict=True)
+    model.eval()
+
+    report: dict = {"preset": args.preset, "window_samples": length, "train_batch": train_batch, "infer_batch": infer_batch}
+    flops = model_flops(config.codec, config.loss, length)
+    xla_counts: dict = {}
+    jax_side, codes, compiled = jax_runners(state, codec, config, train_x, infer_x, xla_counts)
+    torch_side = torch_runners(model, config, codes, train_x, infer_x, args.lr, args.compile, torch, device)
+    runners = {task: [jax_side[task], *torch_side[task]] for task in TASKS}
+
+    def memory(runner: Runner, task: str) -> int | None:
+        if runner.framework == "jax":
+            if gpu:
+                return _jax_memory(compiled[task])
+            return None  # CPU: the live heap's growth, as for PyTorch
+        if device.type == "cuda":
+            return torch.cuda.max_memory_allocated()
+        return None
+
+    batches = {"train_step": train_batch, "encode": infer_batch, "decode": infer_batch}
+    reset = torch.cuda.reset_peak_memory_stats if device.type == "cuda" else (lambda: None)
+    partial = args.output_dir / f"compare_pytorch_{args.preset}_partial.json"
+    report["results"] = time_tasks(
+        runners, batches, flops, memory, reset, args.rounds, args.calls,
+        lambda results: write_report({**report, "results": results, "incomplete": True}, partial),
+    )
+    print("[compare] agreement on the same weights and windows", flush=True)
+    report["agreement"] = agreement(codec, model, infer_x, torch, device)
+    report["flops_per_window"] = {"hand_count": flops, "xla_cost_analysis": xla_counts}
+
+    if args.curve_steps > 0:
+        print(f"[compare] side-by-side training: {args.curve_steps} steps of batch {args.curve_batch}", flush=True)
+        curve_x = pool[: args.curve_steps * args.curve_batch].reshape(args.curve_steps, args.curve_batch, 1, length)
+        report["training_curves"] = training_curves(config, state, model, curve_x, args.lr, torch, device)
+
+    report["machine"] = machine_report(torch, device)
     report["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "output_dir"}
     return report
 
@@ -519,6 +566,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-4, help="constant learning rate of both (timing and curves); the EEG preset's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--windows", type=Path, default=None, help="real windows [N, 1, T] as .npy instead of reading the bundled EDF")
+    parser.add_argument("--shards", type=Path, default=None,
+                        help="the demo's shards of the bundled EDF (default runs/demo/shards for eeg; prepared there if missing)")
     parser.add_argument("--save-windows", type=Path, default=None, help="also save 2048 bundled windows as .npy (for --windows)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
