@@ -15,6 +15,12 @@ import os
 import signal
 import sys
 
+import jax
+
+from biocodec_jax.config import apply_overrides, preset
+from biocodec_jax.training import parallel
+from biocodec_jax.training.loop import pretrain
+
 
 def main(argv):
     parser = argparse.ArgumentParser()
@@ -28,14 +34,8 @@ def main(argv):
     args = parser.parse_args(own)
     args.overrides = overrides
 
-    from biocodec_jax.training import parallel
-
+    # Before anything touches a device (importing JAX does not).
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-    import jax
-
-    from biocodec_jax.config import apply_overrides, preset
-    from biocodec_jax.training.loop import pretrain
-
     config = apply_overrides(preset("tiny"), args.overrides)
     losses = {}
 
