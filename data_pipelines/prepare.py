@@ -9,11 +9,14 @@ One recording at a time (:func:`process_recording`, run in worker processes):
    whole data record, logged and noted in its manifest entry (``"salvaged"``);
 2. channels of the modality are picked and canonically named (:mod:`data_pipelines.channels`);
 3. a rate below ``min_sample_rate`` or a recording shorter than one window rejects the file;
-   a channel with NaN/Inf samples, or flat after resampling (IQR 0), is dropped with its reason;
+   a channel with NaN/Inf samples, or flat (IQR 0), as recorded is dropped with its reason (one
+   still non-finite or flat after resampling rejects the file, naming it);
 4. ``channels_per_recording`` random good channels are kept (seeded by the recording id, so a
    re-run picks the same ones);
-5. band-pass / notch (optional), resampling, robust normalisation, clipping, windowing
-   (:mod:`data_pipelines.preprocess`).
+5. band-pass / notch (optional), resampling, robust normalisation, clipping, windowing.
+
+Steps 2-5 are :func:`data_pipelines.preprocess.preprocess_recording`, the function ``Codec.tokenize``
+prepares a recording with too: the codec sees at inference what it was trained on.
 
 Output layout::
 
@@ -48,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import sys
@@ -56,13 +60,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from data_pipelines.channels import pick_channels
 from data_pipelines.config import PrepareConfig, config_to_dict
 from data_pipelines.datasets import Dataset, RecordingRef, Skipped, get_dataset
-from data_pipelines.errors import RecordingError
+from data_pipelines.errors import ChannelError, RecordingError
 from data_pipelines.manifest import MANIFEST
-from data_pipelines.preprocess import clip, filter_and_resample, make_windows, robust_stats, unusable_channels
+from data_pipelines.preprocess import NoUsableChannelError, choose_channels, preprocess_recording  # noqa: F401 (choose_channels: re-exported)
 from data_pipelines.readers import TruncatedRecordingError
 from data_pipelines.shards import SHARD_SUFFIX, ShardWriter, WindowOrigin, encode_window
 from data_pipelines.typed_config import save_config
@@ -106,65 +110,30 @@ class RecordingResult:
         return self.windows.reshape(n * c, 1, t)
 
 
-def _recording_seed(seed: int, recording_id: str) -> int:
-    digest = hashlib.sha256(f"{seed}:{recording_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little")
-
-
-def choose_channels(names: Sequence[str], k: int | None, seed: int, recording_id: str) -> list[int]:
-    """Indices of ``k`` channels drawn at random (in recording order), the same on every run."""
-    if k is None or k >= len(names):
-        return list(range(len(names)))
-    rng = np.random.default_rng(_recording_seed(seed, recording_id))
-    return sorted(rng.choice(len(names), size=k, replace=False).tolist())
-
-
 def process_recording(root: Path, ref: RecordingRef, dataset: Dataset, config: PrepareConfig) -> RecordingResult:
     """Read and preprocess one recording; a problem is returned in ``error``, never raised."""
     result = RecordingResult(ref)
-    source = root / ref.path
     try:
         raw, truncation = dataset.read_recording(root, ref, salvage_truncated=config.salvage_truncated)
         if truncation is not None:
             result.salvaged = truncation.to_dict()
-        pick_channels(raw, config.modality, only=config.channels or dataset.channels)
-        sfreq = float(raw.info["sfreq"])
-        result.source_rate = sfreq
-        result.duration_s = raw.n_times / sfreq
-        if sfreq < config.min_sample_rate:
-            raise RecordingError(
-                source, f"sampling rate {sfreq:g} Hz is below the minimum of {config.min_sample_rate:g} Hz for {config.sample_rate:g} Hz windows"
-            )
-        target_samples = int(round(raw.n_times * config.sample_rate / sfreq))
-        if target_samples < config.window_samples:
-            raise RecordingError(
-                source, f"too short: {result.duration_s:.2f} s is less than one {config.window_seconds:g}-s window"
-            )
-        # Non-finite samples would be smeared over the channel by filtering, and a constant channel
-        # could pick up rounding noise from resampling: judge both on the data as recorded.
-        # (preprocess.unusable_channels: the same rule as tokenize's.)
-        result.rejected_channels.extend(unusable_channels(raw.get_data(), raw.ch_names))
-        bad = sorted({name for name, _ in result.rejected_channels})
-        if len(bad) == len(raw.ch_names):
-            raise RecordingError(source, "no usable channel (every channel is flat or holds non-finite samples)")
-        if bad:
-            raw.drop_channels(bad)
-        filter_and_resample(
-            raw, config.sample_rate, l_freq=config.l_freq, h_freq=config.h_freq, notch_freqs=config.notch_freqs(sfreq)
-        )
-        x = raw.get_data()
-        median, iqr = robust_stats(x)
-        good = choose_channels(raw.ch_names, config.channels_per_recording, config.seed, ref.recording_id)
-        x = (x[good] - median[good, None]) / iqr[good, None]
-        windows = make_windows(clip(x, config.clip), config.window_samples, config.stride_samples, source)
-        result.windows = windows
-        result.channels = tuple(raw.ch_names[i] for i in good)
-        result.starts = np.arange(windows.shape[0]) * config.stride_samples
-        result.channel_stats = {
-            raw.ch_names[i]: {"median": float(median[i]), "iqr": float(iqr[i])} for i in good
-        }
+        result.source_rate = float(raw.info["sfreq"])
+        result.duration_s = raw.n_times / result.source_rate
+        try:
+            p = preprocess_recording(raw, config, source=root / ref.path, channels=config.channels or dataset.channels,
+                                     recording_id=ref.recording_id)
+        except NoUsableChannelError as e:
+            result.rejected_channels.extend((d["canonical"], d["reason"]) for d in e.dropped_channels)
+            raise RecordingError(e.path, "no usable channel (every channel is flat or holds non-finite samples)") from e
+        result.rejected_channels.extend((d["canonical"], d["reason"]) for d in p.dropped_channels)
+        result.windows = p.windows()
+        result.channels = p.channel_names
+        result.starts = p.window_starts()
+        result.channel_stats = p.channel_stats()
     except TruncatedRecordingError as e:
         result.error = e.reason + SALVAGE_HINT
+    except ChannelError as e:
+        result.error = f"channel {e.channel!r}: {e.reason}"
     except RecordingError as e:
         result.error = e.reason
     except Exception as e:  # an adapter or MNE failing in an unforeseen way must not kill the batch job
@@ -295,8 +264,6 @@ def _results(worker: _Worker, refs: list[RecordingRef], workers: int) -> Iterato
     if workers <= 1:
         yield from map(worker, refs)
         return
-    import multiprocessing
-
     # spawn: the caller may have JAX (threads) loaded, which fork would copy in a broken state.
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         yield from pool.imap(worker, refs, chunksize=1)
@@ -372,8 +339,6 @@ def prepare(
     todo = [r for g in pending for r in g.refs]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(todo), desc="recordings", unit="rec", mininterval=0.2 if sys.stderr.isatty() else 15.0)
     results = _results(_Worker(root, dataset, config), todo, workers)
     try:

@@ -1,6 +1,9 @@
-"""Signal preprocessing: filter/resample, robust normalisation, clipping and windowing.
+"""Signal preprocessing: a recording -> the codec's input (:func:`preprocess_recording`), and its steps.
 
-The pre-training recipe of the original BioCodec, one step a function:
+:func:`preprocess_recording` is the one path from an ``mne.io.Raw`` to normalised windows, used for
+training data (:mod:`data_pipelines.prepare`) and at inference (``Codec.tokenize``, ``report``):
+pick and name the channels, reject a recording it cannot use, drop unusable channels, then the
+pre-training recipe of the original BioCodec, one step a function:
 
 1. band-pass / notch (optional, off by default) and resampling to the codec's rate, with MNE;
 2. per-channel robust normalisation over the whole recording, ``(x - median) / IQR`` with
@@ -16,13 +19,17 @@ arguments (take them from the model's config): this package does not import the 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import mne
 import numpy as np
 
-from data_pipelines.errors import ChannelError, RecordingError
+from data_pipelines.channels import normalize_channel_name, pick_channels
+from data_pipelines.config import PrepareConfig
+from data_pipelines.errors import ChannelError, RecordingError, source_of
 
 DEFAULT_CLIP = 10.0
 
@@ -158,3 +165,177 @@ def make_windows(
     starts = np.arange(n) * stride
     index = starts[:, None] + np.arange(window_samples)[None, :]  # [n, W]
     return np.ascontiguousarray(x[:, index].transpose(1, 0, 2), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# The one path: a recording -> the codec's input.
+
+
+class NoUsableChannelError(RecordingError):
+    """Every channel of the modality is unusable (NaN/Inf or flat); ``dropped_channels`` says why, each."""
+
+    def __init__(self, path: str | Path | None, dropped_channels: tuple[dict, ...]):
+        self.dropped_channels = tuple(dropped_channels)
+        detail = "; ".join(f"{d['channel']!r}: {d['reason']}" for d in self.dropped_channels)
+        super().__init__(path, f"no usable channel ({detail})")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.dropped_channels))
+
+
+@dataclass(frozen=True, eq=False)
+class PreprocessedRecording:
+    """A recording as the codec sees it: what :func:`preprocess_recording` made of it.
+
+    ``signal`` float32 ``[C, n_samples]`` at ``config.sample_rate``, robustly normalised per
+    channel and clipped; ``median`` / ``iqr`` float64 ``[C]`` (the recording's units) undo the
+    normalisation. ``channel_names`` are canonical (what the training data calls them: ``"C3"``),
+    ``recorded_names`` as the recording has them (``"C3.."``); ``info`` describes the kept
+    channels at the recording's rate, before filtering (types, units, ``meas_date``).
+    ``dropped_channels``: the channels of the modality left out, each ``{"channel": as recorded,
+    "canonical": ..., "reason": ...}`` (:func:`unusable_channels`).
+    """
+
+    signal: np.ndarray
+    channel_names: tuple[str, ...]
+    recorded_names: tuple[str, ...]
+    median: np.ndarray
+    iqr: np.ndarray
+    info: mne.Info
+    source_rate: float
+    source_samples: int
+    first_samp: int
+    config: PrepareConfig
+    source: str
+    dropped_channels: tuple[dict, ...] = ()
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.signal.shape[1])
+
+    def windows(self) -> np.ndarray:
+        """``[n_windows, C, window_samples]`` float32 windows of ``config`` (:func:`make_windows`)."""
+        return make_windows(self.signal, self.config.window_samples, self.config.stride_samples, self.source)
+
+    def window_starts(self) -> np.ndarray:
+        """First sample of each of :meth:`windows`, at ``config.sample_rate``."""
+        n = count_windows(self.n_samples, self.config.window_samples, self.config.stride_samples)
+        return np.arange(n) * self.config.stride_samples
+
+    def channel_stats(self) -> dict[str, dict[str, float]]:
+        """``{canonical name: {"median", "iqr"}}`` (recording units), as the manifest lists them."""
+        return {name: {"median": float(m), "iqr": float(q)} for name, m, q in zip(self.channel_names, self.median, self.iqr)}
+
+
+def _recorded_names(raw: mne.io.BaseRaw, recorded: Sequence[str]) -> list[str]:
+    """The names the picked channels of ``raw`` had in the recording (pick_channels renames them)."""
+    by_canonical = {normalize_channel_name(n): n for n in recorded}
+    return [by_canonical.get(n, n) for n in raw.ch_names]
+
+
+def _recording_seed(seed: int, recording_id: str) -> int:
+    digest = hashlib.sha256(f"{seed}:{recording_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def choose_channels(names: Sequence[str], k: int | None, seed: int, recording_id: str) -> list[int]:
+    """Indices of ``k`` channels drawn at random (in recording order), the same on every run."""
+    if k is None or k >= len(names):
+        return list(range(len(names)))
+    rng = np.random.default_rng(_recording_seed(seed, recording_id))
+    return sorted(rng.choice(len(names), size=k, replace=False).tolist())
+
+
+def preprocess_recording(
+    raw: mne.io.BaseRaw,
+    config: PrepareConfig,
+    *,
+    source: str | Path | None = None,
+    channels: Sequence[str] | None = None,
+    recording_id: str | None = None,
+    min_length: tuple[int, str] | None = None,
+) -> PreprocessedRecording:
+    """Pick, check, filter, resample, normalise and clip ``raw`` by ``config``: the one path from a
+    recording to the codec's input, for its training data (``prepare``) and for inference
+    (``Codec.tokenize``, ``report``), so that the two agree by construction.
+
+    1. the channels of ``config.modality`` are picked and canonically named
+       (:func:`~data_pipelines.channels.pick_channels`; ``channels``, else ``config.channels``,
+       restricts them to those canonical names);
+    2. a rate below ``config.min_sample_rate``, or fewer samples at the target rate than
+       ``min_length`` (``(samples, what they are)``; default one window of ``config``), raises
+       :class:`RecordingError`;
+    3. channels holding NaN/Inf samples or flat, judged as recorded (:func:`unusable_channels`),
+       are dropped and listed in ``dropped_channels``; none left raises :class:`NoUsableChannelError`;
+    4. band-pass / notch (if ``config`` has them) and resampling (:func:`filter_and_resample`);
+    5. with ``recording_id``, ``config.channels_per_recording`` channels drawn for it
+       (:func:`choose_channels`: training data); without, every channel;
+    6. per-channel robust normalisation over the whole recording and clipping to ``config.clip``;
+       a channel non-finite or flat after resampling raises :class:`ChannelError`.
+
+    ``raw`` must be preloaded and is changed in place (pass a copy to keep it). Windows:
+    :meth:`PreprocessedRecording.windows`.
+    """
+    source = str(source) if source is not None else source_of(raw)
+    recorded = tuple(raw.ch_names)
+    pick_channels(raw, config.modality, only=config.channels if channels is None else channels)
+    recorded_name = dict(zip(raw.ch_names, _recorded_names(raw, recorded)))
+    sfreq = float(raw.info["sfreq"])
+    if sfreq < config.min_sample_rate:
+        raise RecordingError(
+            source,
+            f"sampling rate {sfreq:g} Hz is below the minimum of {config.min_sample_rate:g} Hz "
+            f"for {config.modality.upper()} at {config.sample_rate:g} Hz",
+        )
+    min_samples, what = min_length or (config.window_samples, f"one {config.window_seconds:g}-s window")
+    n_target = int(round(raw.n_times * config.sample_rate / sfreq))
+    if n_target < min_samples:
+        raise RecordingError(
+            source,
+            f"too short: {raw.n_times / sfreq:.2f} s ({raw.n_times} samples at {sfreq:g} Hz, {n_target} at "
+            f"{config.sample_rate:g} Hz) is less than {what}",
+        )
+    # Non-finite samples would be smeared over the channel by filtering, and a constant channel
+    # could pick up rounding noise from resampling: judge both on the data as recorded.
+    unusable = unusable_channels(raw.get_data(), raw.ch_names)
+    dropped = tuple({"channel": recorded_name[name], "canonical": name, "reason": reason} for name, reason in unusable)
+    bad = {name for name, _ in unusable}
+    if len(bad) == len(raw.ch_names):
+        raise NoUsableChannelError(source, dropped)
+    if bad:
+        raw.drop_channels(sorted(bad))
+    info = raw.info.copy()
+    source_samples, first_samp = int(raw.n_times), int(raw.first_samp)
+    filter_and_resample(raw, config.sample_rate, l_freq=config.l_freq, h_freq=config.h_freq,
+                        notch_freqs=config.notch_freqs(sfreq))
+    x = raw.get_data()
+    median, iqr = robust_stats(x)
+    keep = list(range(len(raw.ch_names)))
+    if recording_id is not None:
+        keep = choose_channels(raw.ch_names, config.channels_per_recording, config.seed, recording_id)
+    names = tuple(raw.ch_names[i] for i in keep)
+    if len(keep) != len(raw.ch_names):
+        x, median, iqr = x[keep], median[keep], iqr[keep]
+    check_finite(x, names, source)
+    flat = np.flatnonzero(iqr == 0)
+    if flat.size:
+        raise ChannelError(source, names[int(flat[0])], "flat signal (interquartile range 0) after resampling")
+    # Clipped in float64, then float32: the same values as clipping the float32 (rounding is
+    # monotone), so training windows and tokenized signals are bit for bit what they were.
+    signal = np.ascontiguousarray(clip((x - median[:, None]) / iqr[:, None], config.clip), dtype=np.float32)
+    if len(keep) != len(info.ch_names):
+        info = mne.pick_info(info, keep)
+    return PreprocessedRecording(
+        signal=signal,
+        channel_names=names,
+        recorded_names=tuple(recorded_name[n] for n in names),
+        median=median,
+        iqr=iqr,
+        info=info,
+        source_rate=sfreq,
+        source_samples=source_samples,
+        first_samp=first_samp,
+        config=config,
+        source=source,
+        dropped_channels=dropped,
+    )
