@@ -44,7 +44,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from biocodec_jax.codec import PREPROCESSING_FILE
+from biocodec_jax.storage import PREPROCESSING_FILE
 from biocodec_jax.config import Config, save_config
 from biocodec_jax.quantization.codebook import dead_code_count, perplexity
 from biocodec_jax.training import parallel
