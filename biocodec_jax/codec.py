@@ -34,6 +34,7 @@ from biocodec_jax.interop import torch_checkpoint
 from biocodec_jax.interop.torch_writer import write_torch_file
 from biocodec_jax.quantization import rvq
 from biocodec_jax.quantization.codebook import CodebookState
+from data_pipelines.config import PrepareConfig, codec_prepare_config
 
 # The file names of a saved codec, kept here for existing imports (their home is biocodec_jax.storage).
 from biocodec_jax.storage import ARRAYS_DIR, CONFIG_FILE, METADATA_FILE, PREPROCESSING_FILE  # noqa: F401
@@ -228,8 +229,21 @@ class Codec:
 
     @property
     def preprocessing(self) -> dict | None:
-        """The ``prepare`` config (a dict) of the training data, or None where unknown (e.g. a ``.pt``)."""
+        """The ``prepare`` config of the training data as stored (``metadata.json`` /
+        ``preprocessing.json``: a dict), or None where unknown (e.g. a ``.pt``); typed:
+        :attr:`prepare_config`."""
         return self.metadata.get("preprocessing")
+
+    @property
+    def prepare_config(self) -> PrepareConfig:
+        """How recordings are prepared for this codec, typed: the ``prepare`` config of its training
+        data (:attr:`preprocessing`), else the preset of its modality at its rate (``emg`` for the
+        emg preset, else ``eeg``; e.g. for the original's ``.pt``, which records none). ``tokenize``
+        and ``report`` prepare recordings by it, with the function ``prepare`` made the training data
+        with (:func:`data_pipelines.preprocess.preprocess_recording`). ValueError if the stored one
+        is not a prepare config or resamples to another rate than the codec's."""
+        return codec_prepare_config(self.preprocessing, sample_rate=self.sample_rate,
+                                    modality="emg" if self.config.preset == "emg" else "eeg")
 
     def fingerprint(self) -> str:
         """A short stable id of this codec: sha256 of its codec config (JSON) and every weight.

@@ -9,7 +9,7 @@ must use the same config (that is what makes it resumable).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -113,6 +113,30 @@ def load_prepare_config(
     return apply_overrides(config, list(overrides))
 
 
+def codec_prepare_config(stored: dict | None, *, sample_rate: float, modality: Modality) -> PrepareConfig:
+    """The typed prepare config of a codec running at ``sample_rate``: ``stored`` (the dict a codec
+    keeps in ``metadata.json`` / a run in ``preprocessing.json``: :func:`config_to_dict`'s format)
+    read back, else (None or empty: e.g. the original's ``.pt``) the ``modality`` preset at that rate.
+
+    ValueError if ``stored`` is not a prepare config or resamples to another rate than ``sample_rate``.
+    """
+    if stored:
+        try:
+            prep = config_from_dict(stored)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the codec's stored preprocessing is not a prepare config: {e}") from e
+        if prep.sample_rate != sample_rate:
+            raise ValueError(
+                f"the codec's stored preprocessing resamples to {prep.sample_rate:g} Hz but the codec runs at "
+                f"{sample_rate} Hz"
+            )
+        return prep
+    prep = prepare_preset(modality)
+    if prep.sample_rate != sample_rate:
+        prep = replace(prep, sample_rate=float(sample_rate))
+    return prep
+
+
 def config_from_dict(data: dict) -> PrepareConfig:
     """Inverse of :func:`config_to_dict` (e.g. a manifest's ``config``)."""
     return dataclass_from_dict(PrepareConfig, data)
@@ -129,4 +153,5 @@ __all__ = [
     "load_prepare_config",
     "config_from_dict",
     "config_to_dict",
+    "codec_prepare_config",
 ]

@@ -10,6 +10,9 @@ the recording. Channels and lengths are kept small so that the file runs in well
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
+import shutil
 from pathlib import Path
 
 import mne
@@ -17,9 +20,17 @@ import numpy as np
 import pytest
 from mne.io.constants import FIFF
 
-from biocodec_jax import Codec
-from biocodec_jax.tokenizer import Tokens, TokenizeError, fingerprint, prepare_config_for, prepare_recording
+from biocodec_jax import Codec, tokenizer
+from biocodec_jax.batch import _each_file, _existing_tokens_problem
+from biocodec_jax.cli import main as cli_main
+from biocodec_jax.config import preset
+from biocodec_jax.tokenizer import (DroppedChannelsWarning, Tokens, TokenizeError, TokensFileError, fingerprint,
+                                    prepare_config_for, prepare_recording)
+from data_pipelines import prepare_preset, recording_windows
 from data_pipelines.channels import pick_channels
+from data_pipelines.config import PrepareConfig, config_to_dict
+from data_pipelines.datasets.myo import MyoDataset
+from data_pipelines.preprocess import unusable_channels
 from data_pipelines.errors import RecordingError
 from data_pipelines.readers import read_raw
 
@@ -33,8 +44,6 @@ FIF = FORMATS / "data_resting_EO_200Hz_raw.fif"
 
 @pytest.fixture(scope="module")
 def codec():
-    from data_pipelines import prepare_preset, recording_windows
-
     prep = dataclasses.replace(prepare_preset("eeg"), window_seconds=5.0)
     w = recording_windows(INIT_EDF, prep).windows  # [n, 64, 1250] at 250 Hz, preprocessed
     codec = Codec.from_preset("eeg", seed=0, init_batch=w[:2, :32].reshape(64, 1, 1250))
@@ -142,9 +151,6 @@ MYO = REPO / "tests" / "fixtures" / "myo" / "12345-1" / "0.txt"
 def test_emg_recording(tmp_path):
     """Real Myo EMG (8 channels at 200 Hz) through an EMG codec at 1 kHz (the tiny architecture under
     the emg preset's name and rate, which is what selects the EMG preparation; quick to compile)."""
-    from biocodec_jax.config import preset
-    from data_pipelines.datasets.myo import MyoDataset
-
     root = MYO.parents[1]
     (ref,) = [r for r in MyoDataset().find(root)[0] if r.path == "12345-1/0.txt"]
     raw = MyoDataset().read(root, ref)
@@ -166,13 +172,14 @@ def test_emg_recording(tmp_path):
 
 def test_preprocessing_stored_with_the_codec_is_used(codec, tmp_path):
     """A codec that carries its training data's prepare config tokenizes with it, saved or not."""
-    from data_pipelines.config import config_to_dict
-
     stored = dataclasses.replace(prepare_config_for(codec), clip=2.0, l_freq=1.0, channels=("C3", "CZ", "C4"))
     assert prepare_config_for(codec).clip == 10.0  # the eeg preset: this codec stores none
     with_prep = dataclasses.replace(codec, metadata={"preprocessing": config_to_dict(stored)})
     loaded = Codec.load(with_prep.save(tmp_path / "codec"))
     assert loaded.metadata == with_prep.metadata and prepare_config_for(loaded) == stored
+    # Typed where the codec keeps it: a PrepareConfig; the dict view is what metadata.json holds.
+    assert isinstance(loaded.prepare_config, PrepareConfig) and loaded.prepare_config == stored
+    assert loaded.preprocessing == config_to_dict(stored)
 
     raw = read_raw(EDF).crop(tmax=20.0 - 1 / 160)
     tokens = loaded.tokenize(raw)
@@ -189,8 +196,6 @@ def test_preprocessing_stored_with_the_codec_is_used(codec, tmp_path):
 
 
 def test_long_recordings_are_coded_a_few_channels_at_a_time(monkeypatch):
-    from biocodec_jax import tokenizer
-
     x = np.random.default_rng(0).normal(size=(4, 2000)).astype(np.float32)
     codec = Codec.from_preset("tiny", seed=0, init_batch=x[:, None])
     whole = tokenizer.encode_channels(codec, x)
@@ -239,9 +244,6 @@ def tiny():
 def test_nan_or_flat_channel_is_left_out_as_prepare_does(tiny, tmp_path):
     """One rule with ``prepare`` (preprocess.unusable_channels): the bad channels are dropped and
     listed with the reason, the rest is tokenized; detokenize gives back the kept channels."""
-    from biocodec_jax.tokenizer import DroppedChannelsWarning
-    from data_pipelines.preprocess import unusable_channels
-
     raw = _array_raw(4, 250.0, 500)
     raw._data[1, 100] = np.nan
     raw._data[3] = 2e-6  # flat
@@ -277,10 +279,6 @@ def test_tokens_of_another_codec_refused(codec):
 
 
 def test_cli_tokenize_and_reconstruct_a_folder_skipping_bad_files(tmp_path, capsys):
-    import shutil
-
-    from biocodec_jax.cli import main as cli_main
-
     codec_dir = Codec.from_preset("tiny", seed=0).save(tmp_path / "codec")
     recordings = tmp_path / "recordings"
     recordings.mkdir()
@@ -319,11 +317,6 @@ def _tokens_without_a_codec() -> Tokens:
 
 
 def test_damaged_tokens_file_is_a_tokens_file_error_naming_it(tmp_path):
-    import io
-    import json
-
-    from biocodec_jax.tokenizer import TokensFileError
-
     good = _tokens_without_a_codec().save(tmp_path / "good_tokens.npz")
     loaded = Tokens.load(good)
     assert loaded.dropped_channels[0]["canonical"] == "FZ" and loaded.codes.dtype == np.int32
@@ -371,8 +364,6 @@ def test_damaged_tokens_file_is_a_tokens_file_error_naming_it(tmp_path):
 
 
 def test_batch_loop_reports_any_file_failure_and_goes_on():
-    from biocodec_jax.tokenizer import _each_file
-
     def write_one(path: Path) -> Path:
         if path.name == "b":
             raise RuntimeError("a reader failed in an unforeseen way")
@@ -387,8 +378,6 @@ def test_batch_loop_reports_any_file_failure_and_goes_on():
 
 
 def test_cli_tokenize_leaves_out_a_nan_channel_and_skips_a_file_with_none_usable(tiny, tmp_path, capsys):
-    from biocodec_jax.cli import main as cli_main
-
     codec_dir = tiny.save(tmp_path / "codec")
     recordings = tmp_path / "recordings"
     recordings.mkdir()
@@ -413,8 +402,6 @@ def test_cli_tokenize_leaves_out_a_nan_channel_and_skips_a_file_with_none_usable
 def test_cli_reconstruct_skips_a_truncated_tokens_file(tiny, tmp_path, capsys):
     """Issue 17, item 4: a folder with one truncated tokens file and two good ones: two outputs,
     one named failure, exit 1 (the truncated file sorts first: the good ones are still done)."""
-    from biocodec_jax.cli import main as cli_main
-
     codec_dir = tiny.save(tmp_path / "codec")
     folder = tmp_path / "tokens"
     folder.mkdir()
@@ -441,8 +428,6 @@ def test_cli_existing_outputs_are_already_done_force_recomputes_and_no_empty_out
     grown corpus does the new recordings only); --force recomputes it; tokens of another quantizer
     count (or codec) in the way are a failure; two inputs with one output name: the second fails;
     a run that writes nothing creates no output folder (nor its parents)."""
-    from biocodec_jax.cli import main as cli_main
-
     codec_dir = tiny.save(tmp_path / "codec")
     base = ["--codec", str(codec_dir), "--no-progress"]
     recordings = tmp_path / "recordings"
@@ -478,8 +463,6 @@ def test_cli_existing_outputs_are_already_done_force_recomputes_and_no_empty_out
     assert code == 1 and "2 skipped" in o.out
     assert f"skipped {recordings / 'a_raw.fif'}: {a} exists and holds {tiny.n_q} quantizers, not the 1 asked for " \
            "(use --force to overwrite)" in o.err
-    from biocodec_jax.tokenizer import _existing_tokens_problem
-
     assert _existing_tokens_problem(a, "0" * 16, tiny.n_q) == f"holds tokens of codec {fingerprint(tiny)}, not of this codec {'0' * 16}"
     assert _existing_tokens_problem(a, fingerprint(tiny), tiny.n_q) is None
 
