@@ -22,7 +22,6 @@ import importlib
 
 _EXPORTS = {
     "make_train_iterator": "data_pipelines.loader",
-    "make_eval_iterator": "data_pipelines.loader",
     "prepare": "data_pipelines.prepare",
     "process_recording": "data_pipelines.prepare",
     "recording_windows": "data_pipelines.prepare",

@@ -1,4 +1,6 @@
-"""Training and evaluation batches from prepared shards, with Grain: global shuffle, resumable, multi-host.
+"""Training batches from prepared shards, with Grain: global shuffle, resumable, multi-host.
+
+Validation reads the ``val`` split through the same iterator (``split="val", num_epochs=1``).
 
 Pipeline of :func:`make_train_iterator` (Grain ``MapDataset``: every step is an index mapping, so
 the whole order is a pure function of ``seed`` and nothing is buffered that a checkpoint would
@@ -50,7 +52,9 @@ from pathlib import Path
 from typing import Any
 
 import grain
+import jax  # grain imports it anyway: no cost to the data work
 import numpy as np
+from absl import flags
 
 from data_pipelines.manifest import MANIFEST, read_manifest
 from data_pipelines.shards import decode_window
@@ -69,12 +73,6 @@ def _split_entries(shard_dir: Path, manifest: dict[str, Any], split: str) -> lis
     if not entries or sum(int(e["windows"]) for e in entries) == 0:
         raise ValueError(f"{shard_dir}: split {split!r} has no windows")
     return entries
-
-
-def shard_files(shard_dir: str | Path, split: str) -> list[Path]:
-    """The shard files of ``split``, in manifest order (the order that defines window indices)."""
-    shard_dir = Path(shard_dir)
-    return _existing_files(shard_dir, _split_entries(shard_dir, read_manifest(shard_dir), split), split)
 
 
 def _existing_files(shard_dir: Path, entries: list[dict[str, Any]], split: str) -> list[Path]:
@@ -152,10 +150,8 @@ class _HostBlocks(grain.MapDataset):
 
 
 def _processes(process_index: int | None, process_count: int | None) -> tuple[int, int]:
-    """(index, count), from JAX where not given (JAX imported only then: data work needs no JAX)."""
+    """(index, count), from JAX where not given."""
     if process_index is None or process_count is None:
-        import jax
-
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     if process_count < 1 or not 0 <= process_index < process_count:
@@ -176,8 +172,6 @@ def _per_process_batch(batch_size: int, process_count: int, what: str) -> int:
 
 def _ensure_absl_flags_parsed() -> None:
     """Grain's multiprocessing reads absl flags; a script that never ran ``absl.app`` has not parsed them."""
-    from absl import flags
-
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
 
@@ -234,35 +228,6 @@ def make_train_iterator(
     ds = ds.map(_DecodeWindow(window_samples))
     ds = ds.batch(local_batch, drop_remainder=drop_remainder)
     return _to_iterator(ds, worker_count, prefetch_buffer_size, read_threads)
-
-
-def make_eval_iterator(
-    shard_dir: str | Path,
-    *,
-    batch_size: int,
-    split: str = "val",
-    process_index: int | None = None,
-    process_count: int | None = None,
-    prefetch_buffer_size: int = DEFAULT_PREFETCH_BATCHES,
-    read_threads: int = DEFAULT_READ_THREADS,
-) -> grain.DatasetIterator:
-    """One pass over ``split`` in stored order, float32 ``[<= batch_size // process_count, 1, T]``.
-
-    Evaluation wants every window exactly once and the same figures on every run: no shuffle, no
-    repeat, and the last partial batch kept. ``batch_size`` is the global batch (all processes
-    together), split across processes as in :func:`make_train_iterator`: process ``p`` gets
-    the ``p``-th contiguous block of every global batch. With several processes the shares of the
-    last, partial global batch can differ in size, and a process whose share is empty yields one
-    batch fewer; choose ``batch_size`` dividing :func:`split_size` (or evaluate on one
-    process) where every process must run the same number of steps.
-    """
-    process_index, process_count = _processes(process_index, process_count)
-    local_batch = _per_process_batch(batch_size, process_count, "batch_size")
-    ds, window_samples = _source(shard_dir, split)
-    ds = _HostBlocks(ds, process_index, process_count, batch_size)
-    ds = ds.map(_DecodeWindow(window_samples))
-    ds = ds.batch(local_batch, drop_remainder=False)
-    return _to_iterator(ds, 0, prefetch_buffer_size, read_threads)
 
 
 def _to_iterator(

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from array_record.python.array_record_module import ArrayRecordWriter
 
 MAGIC = b"BCW1"
 _PREFIX = struct.Struct("<4sI")
@@ -61,12 +62,6 @@ def decode_window(record: bytes) -> np.ndarray:
     return np.frombuffer(record, dtype="<f4", offset=offset)
 
 
-def decode_origin(record: bytes) -> WindowOrigin:
-    """The :class:`WindowOrigin` of a record."""
-    n = _header_length(record)
-    return WindowOrigin(**json.loads(record[_PREFIX.size : _PREFIX.size + n]))
-
-
 class ShardWriter:
     """Writes records to ``path`` through ``path.tmp``; :meth:`commit` renames it into place.
 
@@ -75,8 +70,6 @@ class ShardWriter:
     """
 
     def __init__(self, path: str | Path):
-        from array_record.python.array_record_module import ArrayRecordWriter
-
         self.path = Path(path)
         self.tmp_path = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,13 +111,3 @@ class ShardWriter:
         if self._open:
             self.abort()
 
-
-def read_records(path: str | Path) -> list[bytes]:
-    """Every record of one shard, in order (for tests and inspection; the loader uses Grain)."""
-    from array_record.python.array_record_module import ArrayRecordReader
-
-    reader = ArrayRecordReader(str(path))
-    try:
-        return list(reader.read_all())
-    finally:
-        reader.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_pipelines.loader import make_eval_iterator, make_train_iterator, split_size
+from data_pipelines.loader import make_train_iterator, split_size
 from data_pipelines.shards import ShardWriter, WindowOrigin, encode_window
 
 T = 16
@@ -164,18 +164,6 @@ def test_resume_from_state_with_worker_processes(shard_dir):
         fresh.close()
 
 
-def test_eval_iterator_one_ordered_pass_with_partial_batch(shard_dir):
-    batches = [ids(b) for b in make_eval_iterator(shard_dir, batch_size=8, process_index=0, process_count=1)]
-    assert [len(b) for b in batches] == [8, 8, 8, 8, 5]
-    assert [i for b in batches for i in b] == list(range(N_TRAIN, N_TRAIN + sum(VAL_SHARDS)))
-    shares = [
-        [ids(b) for b in make_eval_iterator(shard_dir, batch_size=8, process_index=p, process_count=2)]
-        for p in range(2)
-    ]
-    for k, batch in enumerate(batches):
-        assert shares[0][k] + shares[1][k] == batch  # blocks of 4 (the last: 4 and 1)
-
-
 def test_errors(shard_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         train(tmp_path, global_batch_size=8, seed=0)
@@ -187,8 +175,6 @@ def test_errors(shard_dir, tmp_path):
         train(shard_dir, global_batch_size=8, seed=0, process_index=0, process_count=2, drop_remainder=False)
     with pytest.raises(ValueError, match="fewer than one global batch"):
         train(shard_dir, global_batch_size=512, seed=0, num_epochs=1)
-    with pytest.raises(ValueError, match="not divisible"):
-        make_eval_iterator(shard_dir, batch_size=5, process_index=0, process_count=2)
 
     # a listed shard file missing; an empty split
     broken = build_shards(tmp_path / "broken", {"train": (5, 5), "val": (3,)})
@@ -199,7 +185,7 @@ def test_errors(shard_dir, tmp_path):
     manifest["shards"]["val"] = []
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="'val' has no windows"):
-        make_eval_iterator(broken, batch_size=2, process_index=0, process_count=1)
+        train(broken, global_batch_size=2, seed=0, split="val")
 
 
 def _free_port() -> int:

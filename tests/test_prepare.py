@@ -11,6 +11,7 @@ from pathlib import Path
 import mne
 import numpy as np
 import pytest
+from array_record.python.array_record_module import ArrayRecordReader
 
 from biocodec_jax.cli import main as cli_main
 from data_pipelines.config import prepare_preset
@@ -18,7 +19,7 @@ from data_pipelines.datasets import TEN_TWENTY, get_dataset
 from data_pipelines.loader import make_train_iterator
 from data_pipelines.manifest import read_manifest
 from data_pipelines.prepare import assign_splits, choose_channels, prepare
-from data_pipelines.shards import decode_origin, decode_window, read_records
+from data_pipelines.shards import _PREFIX, WindowOrigin, _header_length, decode_window
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "data" / "eegmmidb"
@@ -32,6 +33,21 @@ def expected_windows(path: Path, rate: float = 250.0, window: int = 1250) -> int
     raw = mne.io.read_raw_edf(path, preload=False, verbose=False)
     n = int(round(raw.n_times * rate / raw.info["sfreq"]))
     return (n // window) * len(raw.ch_names)
+
+
+def read_records(path: Path) -> list[bytes]:
+    """Every record of one shard, in order (the loader reads them with Grain)."""
+    reader = ArrayRecordReader(str(path))
+    try:
+        return list(reader.read_all())
+    finally:
+        reader.close()
+
+
+def decode_origin(record: bytes) -> WindowOrigin:
+    """The :class:`WindowOrigin` of a record (its JSON header)."""
+    n = _header_length(record)
+    return WindowOrigin(**json.loads(record[_PREFIX.size : _PREFIX.size + n]))
 
 
 def all_records(out: Path, manifest: dict) -> list[bytes]:

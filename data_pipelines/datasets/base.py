@@ -11,12 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import mne
 
-if TYPE_CHECKING:
-    from data_pipelines.readers import Truncation
+from data_pipelines.readers import Truncation, read_raw, read_raw_salvaged
 
 
 @dataclass(frozen=True, order=True)
@@ -62,8 +59,6 @@ class Dataset:
     def read(self, root: Path, ref: RecordingRef) -> mne.io.BaseRaw:
         """The recording as a preloaded Raw; raises :class:`~data_pipelines.errors.RecordingError`
         (:class:`~data_pipelines.readers.TruncatedRecordingError` for a truncated EDF/BDF)."""
-        from data_pipelines.readers import read_raw
-
         return read_raw(root / ref.path)
 
     def read_recording(
@@ -80,9 +75,14 @@ class Dataset:
         """
         if not salvage_truncated or type(self).read is not Dataset.read:
             return self.read(root, ref), None
-        from data_pipelines.readers import read_raw_salvaged
-
         return read_raw_salvaged(root / ref.path)
+
+
+def walk_files(root: Path) -> list[Path]:
+    """Every regular, non-hidden file under ``root``, sorted."""
+    return sorted(
+        p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def relative_id(path: Path, root: Path, suffix: str) -> str:
@@ -103,8 +103,6 @@ class NamedEDFDataset(Dataset):
     expected: str
 
     def find(self, root: Path) -> tuple[list[RecordingRef], list[Skipped]]:
-        from data_pipelines.datasets.generic import walk_files
-
         refs, skipped = [], []
         for path in walk_files(root):
             if path.suffix.lower() != ".edf":

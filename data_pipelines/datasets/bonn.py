@@ -16,8 +16,7 @@ from pathlib import Path
 import mne
 import numpy as np
 
-from data_pipelines.datasets.base import Dataset, RecordingRef, Skipped
-from data_pipelines.datasets.generic import walk_files
+from data_pipelines.datasets.base import Dataset, RecordingRef, Skipped, walk_files
 from data_pipelines.errors import RecordingError
 from data_pipelines.readers import raw_from_array
 

@@ -12,18 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_pipelines.datasets.base import Dataset, RecordingRef, Skipped, relative_id
+# walk_files: defined in base (NamedEDFDataset walks too), importable from here as before.
+from data_pipelines.datasets.base import Dataset, RecordingRef, Skipped, relative_id, walk_files
 from data_pipelines.errors import RecordingError
 from data_pipelines.readers import SUPPORTED_SUFFIXES, recording_format
 
 COMPANION_SUFFIXES = (".fdt", ".vmrk", ".eeg")
-
-
-def walk_files(root: Path) -> list[Path]:
-    """Every regular, non-hidden file under ``root``, sorted."""
-    return sorted(
-        p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
 
 
 class GenericDataset(Dataset):

@@ -43,8 +43,7 @@ import mne
 import numpy as np
 from mne.io.constants import FIFF
 
-from data_pipelines.datasets.base import Dataset, RecordingRef, Skipped, relative_id
-from data_pipelines.datasets.generic import walk_files
+from data_pipelines.datasets.base import Dataset, RecordingRef, Skipped, relative_id, walk_files
 from data_pipelines.errors import RecordingError
 from data_pipelines.readers import raw_from_array
 
