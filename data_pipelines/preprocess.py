@@ -254,6 +254,8 @@ def preprocess_recording(
     channels: Sequence[str] | None = None,
     recording_id: str | None = None,
     min_length: tuple[int, str] | None = None,
+    notch_freqs: float | Sequence[float] | None = None,
+    drop_unusable: bool = True,
 ) -> PreprocessedRecording:
     """Pick, check, filter, resample, normalise and clip ``raw`` by ``config``: the one path from a
     recording to the codec's input, for its training data (``prepare``) and for inference
@@ -266,8 +268,10 @@ def preprocess_recording(
        ``min_length`` (``(samples, what they are)``; default one window of ``config``), raises
        :class:`RecordingError`;
     3. channels holding NaN/Inf samples or flat, judged as recorded (:func:`unusable_channels`),
-       are dropped and listed in ``dropped_channels``; none left raises :class:`NoUsableChannelError`;
-    4. band-pass / notch (if ``config`` has them) and resampling (:func:`filter_and_resample`);
+       are dropped and listed in ``dropped_channels``; none left raises :class:`NoUsableChannelError`.
+       ``drop_unusable=False`` (a protocol with a fixed channel set): the first raises :class:`ChannelError`;
+    4. band-pass / notch (if ``config`` has them; ``notch_freqs``, if given, are the notch
+       frequencies instead of ``config.notch_freqs``) and resampling (:func:`filter_and_resample`);
     5. with ``recording_id``, ``config.channels_per_recording`` channels drawn for it
        (:func:`choose_channels`: training data); without, every channel;
     6. per-channel robust normalisation over the whole recording and clipping to ``config.clip``;
@@ -299,6 +303,8 @@ def preprocess_recording(
     # could pick up rounding noise from resampling: judge both on the data as recorded.
     unusable = unusable_channels(raw.get_data(), raw.ch_names)
     dropped = tuple({"channel": recorded_name[name], "canonical": name, "reason": reason} for name, reason in unusable)
+    if unusable and not drop_unusable:
+        raise ChannelError(source, *unusable[0])
     bad = {name for name, _ in unusable}
     if len(bad) == len(raw.ch_names):
         raise NoUsableChannelError(source, dropped)
@@ -307,7 +313,7 @@ def preprocess_recording(
     info = raw.info.copy()
     source_samples, first_samp = int(raw.n_times), int(raw.first_samp)
     filter_and_resample(raw, config.sample_rate, l_freq=config.l_freq, h_freq=config.h_freq,
-                        notch_freqs=config.notch_freqs(sfreq))
+                        notch_freqs=config.notch_freqs(sfreq) if notch_freqs is None else notch_freqs)
     x = raw.get_data()
     median, iqr = robust_stats(x)
     keep = list(range(len(raw.ch_names)))

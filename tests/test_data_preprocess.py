@@ -1,5 +1,6 @@
 """data_pipelines: reading, channel picking/naming, robust normalisation, clipping and windowing."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import mne
@@ -10,7 +11,8 @@ from data_pipelines.channels import eeg_channel_indices, normalize_channel_name,
 from data_pipelines.config import prepare_preset
 from data_pipelines.errors import ChannelError, RecordingError
 from data_pipelines.prepare import recording_windows
-from data_pipelines.preprocess import clip, count_windows, filter_and_resample, flat_channels, make_windows, robust_normalize
+from data_pipelines.preprocess import (NoUsableChannelError, clip, count_windows, filter_and_resample, flat_channels,
+                                      make_windows, preprocess_recording, robust_normalize)
 from data_pipelines.readers import read_raw, recording_format
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "eegmmidb"
@@ -218,3 +220,43 @@ def test_emg_channels_are_filtered():
     myo = Path(__file__).parent / "fixtures" / "myo" / "12345-1" / "0.txt"
     rec = recording_windows(myo, replace(prepare_preset("emg"), l_freq=20.0, h_freq=90.0), dataset="myo")
     assert rec.windows.shape[1:] == (8, 5000) and rec.windows.shape[0] >= 10 and np.isfinite(rec.windows).all()
+
+
+# --- the one path: preprocess_recording -------------------------------------------------------
+
+
+def test_preprocess_recording_is_what_prepare_writes():
+    """prepare's windows, channels and stats are preprocess_recording's (tokenize calls it too)."""
+    eeg = prepare_preset("eeg")
+    p = preprocess_recording(read_raw(S001), eeg)
+    rec = recording_windows(S001, eeg)
+    np.testing.assert_array_equal(p.windows(), rec.windows)
+    np.testing.assert_array_equal(p.window_starts(), rec.starts)
+    assert p.channel_names == rec.channels and p.channel_stats() == rec.channel_stats
+    assert p.recorded_names[:2] == ("Fc5.", "Fc3.") and p.channel_names[:2] == ("FC5", "FC3")
+    assert p.signal.dtype == np.float32 and p.signal.shape == (64, 125 * 250) and np.abs(p.signal).max() <= 10.0
+    assert p.source_rate == 160.0 and p.source_samples == 125 * 160 and p.source == str(S001)
+    # Training data draws channels_per_recording channels for a recording id; tokenize keeps them all.
+    five = replace(eeg, channels_per_recording=5)
+    drawn = preprocess_recording(read_raw(S001), five, recording_id="S001R04")
+    assert len(drawn.channel_names) == 5 and len(preprocess_recording(read_raw(S001), five).channel_names) == 64
+    np.testing.assert_array_equal(drawn.windows(), recording_windows(S001, five).windows)
+
+
+def test_preprocess_recording_drops_or_refuses_unusable_channels():
+    x = np.random.default_rng(0).normal(size=(3, 2500)) * 1e-5
+    x[1, 3] = np.nan
+    raw = _raw(x, ["C3..", "Cz..", "C4.."])
+    p = preprocess_recording(raw.copy(), prepare_preset("eeg"))
+    assert p.channel_names == ("C3", "C4") and p.recorded_names == ("C3..", "C4..")
+    assert p.dropped_channels == ({"channel": "Cz..", "canonical": "CZ", "reason": "1 non-finite (NaN/Inf) sample(s)"},)
+    assert p.info.ch_names == ["C3", "C4"] and p.windows().shape == (2, 2, 1250)
+    with pytest.raises(ChannelError, match=r"channel 'CZ': 1 non-finite"):  # a protocol needing every channel
+        preprocess_recording(raw.copy(), prepare_preset("eeg"), drop_unusable=False)
+    with pytest.raises(NoUsableChannelError, match=r"no usable channel \('C3..': flat") as e:
+        preprocess_recording(_raw(np.zeros((2, 2500)), ["C3..", "C4.."]), prepare_preset("eeg"))
+    assert [d["canonical"] for d in e.value.dropped_channels] == ["C3", "C4"]
+    with pytest.raises(RecordingError, match=r"too short: .* less than one 5-s window"):
+        preprocess_recording(_raw(x[:, :1000], ["C3", "CZ", "C4"]), prepare_preset("eeg"))
+    short = preprocess_recording(_raw(x[[0, 2], :1000], ["C3", "C4"]), prepare_preset("eeg"), min_length=(320, "one frame"))
+    assert short.n_samples == 1000 and short.window_starts().size == 0

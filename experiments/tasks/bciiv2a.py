@@ -151,6 +151,10 @@ def session_trials(path: Path, sample_rate: float) -> tuple[np.ndarray, np.ndarr
                                    f"found {raw.ch_names}")
     raw.pick(list(FILE_EEG_CHANNELS))
     raw.reorder_channels(list(FILE_EEG_CHANNELS))
+    # Not data_pipelines.preprocess.preprocess_recording (the codec's training-data path): that one
+    # normalises each channel over the whole recording (median / IQR, clipped), this protocol z-scores
+    # each trial from its own pre-cue baseline (below), and it must keep all 22 channels in file order
+    # (that one drops unusable channels). Its resampling step, filter_and_resample, is the shared one.
     filter_and_resample(raw, sample_rate)  # only resamples, and only when sample_rate is not the file's 250 Hz
     positions, codes = _events(raw)
     is_cue = np.isin(codes, list(CLASS_CUES) + [UNKNOWN_CUE])

@@ -157,6 +157,10 @@ def resample_segments(segments: list[np.ndarray], sources: list[str], sample_rat
     Segments of equal length go through MNE as the channels of one recording: the same per-channel
     FFT resampling, one call instead of 500 (seconds saved on the full release).
     """
+    # Not data_pipelines.preprocess.preprocess_recording (the codec's training-data path): each segment
+    # is z-scored whole (the protocol's rule; that one normalises by median / IQR with clipping), and
+    # segments are single-channel text files batched as channels here. The resampling step,
+    # filter_and_resample, is the shared one.
     out: list[np.ndarray | None] = [None] * len(segments)
     for length in sorted({len(s) for s in segments}):
         index = [i for i, s in enumerate(segments) if len(s) == length]

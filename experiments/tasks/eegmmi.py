@@ -128,6 +128,10 @@ def read_run(path: Path, sample_rate: float):
         )
     raw.pick(list(CHANNEL_NAMES))
     raw.reorder_channels(list(CHANNEL_NAMES))
+    # Not data_pipelines.preprocess.preprocess_recording (the codec's training-data path): the protocol
+    # needs all 64 channels in dataset order (that one drops unusable channels) and z-scores each window
+    # on its baseline (that one normalises over the recording by median / IQR, clipped). Band-pass and
+    # resampling are its shared step, filter_and_resample.
     return filter_and_resample(raw, sample_rate, l_freq=BAND_HZ[0], h_freq=BAND_HZ[1])
 
 

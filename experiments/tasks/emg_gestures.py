@@ -148,6 +148,10 @@ def zscore_channels(x: np.ndarray, channel_names, source) -> np.ndarray:
 def resampled_windows(emg: np.ndarray, channel_names, source_rate: float, sample_rate: float, blocks, margin_s: float, source):
     """Resample ``emg`` ``[C, T]`` to ``sample_rate``, z-score it, and cut the windows of each
     ``(start, stop, label)`` block (source-rate samples). Returns ``(windows, labels)``."""
+    # Not data_pipelines.preprocess.preprocess_recording (the codec's training-data path): this task
+    # z-scores each file (mean / SD; its rule until issue 19) and keeps all 8 (Myo) or every (NinaPro)
+    # channel in order, where that one normalises by median / IQR with clipping and drops unusable
+    # channels. Resampling is the shared step, filter_and_resample.
     raw = filter_and_resample(raw_from_array(emg, list(channel_names), source_rate, "emg", source), sample_rate)
     x = zscore_channels(raw.get_data(), channel_names, source)
     ratio, window = sample_rate / source_rate, int(round(WINDOW_SECONDS * sample_rate))

@@ -183,6 +183,9 @@ def epoch_samples(sample_rate: float) -> int:
 
 def normalise(windows: np.ndarray, sample_rate: float) -> np.ndarray:
     """Resample ``[K, C, 241]`` epochs to ``sample_rate``, common-average reference, z-score per channel."""
+    # Not data_pipelines.preprocess.preprocess_recording (the codec's training-data path): the protocol
+    # resamples each short epoch (polyphase, to a fixed length), re-references to the common average and
+    # z-scores each epoch, where that one resamples the whole recording and normalises it by median / IQR.
     up, down = resample_factors(sample_rate)
     if up != down:
         windows = resample_poly(windows, up, down, axis=-1)

@@ -214,6 +214,10 @@ def night_windows(psg: Path, hypnogram: Path, sample_rate: float) -> tuple[np.nd
     rate, n = raw.info["sfreq"], int(round(EPOCH_SECONDS * raw.info["sfreq"]))
     source_starts = [int(round((t - tmin) * rate)) for t, _ in kept]
     flat = np.stack([np.ptp(source[:, s:s + n], axis=1) == 0 for s in source_starts])  # [E, 2]
+    # Not data_pipelines.preprocess.preprocess_recording (the codec's training-data path): that one
+    # normalises over the whole recording (median / IQR, clipped) and drops flat channels, this protocol
+    # z-scores each 30-s epoch and judges flatness per epoch (above). Band-pass and resampling are its
+    # shared step, filter_and_resample.
     x = filter_and_resample(raw, sample_rate, l_freq=BAND_HZ[0], h_freq=BAND_HZ[1]).get_data()
 
     window = int(round(WINDOW_SECONDS * sample_rate))

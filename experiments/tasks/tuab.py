@@ -63,14 +63,8 @@ import numpy as np
 from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
 from data_pipelines.channels import pick_channels
 from data_pipelines.errors import ChannelError, RecordingError
-from data_pipelines.preprocess import (
-    check_finite,
-    clip,
-    filter_and_resample,
-    flat_channels,
-    make_windows,
-    robust_normalize,
-)
+from data_pipelines.config import PrepareConfig
+from data_pipelines.preprocess import make_windows, preprocess_recording
 from data_pipelines.readers import read_raw as _read_raw
 from experiments.tasks import common
 from experiments.tasks.common import SkippedFiles, check_variant
@@ -146,18 +140,18 @@ def read_recording(path: Path):
 
 def preprocess(raw, sample_rate: float, path: Path) -> np.ndarray:
     """Band-pass, notch, resample, then the codec's pre-training normalisation: per channel
-    ``(x - median) / IQR`` over the recording, clipped to +-10 (``[21, T]`` float32).
+    ``(x - median) / IQR`` over the recording, clipped to +-10 (``[21, T]`` float32), by the
+    function that prepares the codec's training data (:func:`~data_pipelines.preprocess.preprocess_recording`).
 
     Raises :class:`ChannelError` naming the channel if it holds NaN/Inf or is flat (checked before
-    filtering, which would turn a flat line into rounding noise that normalisation then blows up).
+    filtering, which would turn a flat line into rounding noise that normalisation then blows up):
+    the protocol needs all 21 channels, so the recording is skipped rather than the channel dropped.
     """
-    x = raw.get_data()
-    check_finite(x, CHANNELS, path)
-    flat = flat_channels(x)
-    if flat:
-        raise ChannelError(path, CHANNELS[flat[0]], "flat signal (interquartile range 0)")
-    filter_and_resample(raw, sample_rate, l_freq=BAND_HZ[0], h_freq=BAND_HZ[1], notch_freqs=NOTCH_HZ)
-    return clip(robust_normalize(raw.get_data(), CHANNELS, path), CLIP)
+    config = PrepareConfig(modality="eeg", sample_rate=float(sample_rate), l_freq=BAND_HZ[0], h_freq=BAND_HZ[1],
+                           min_sample_rate=0.0, clip=CLIP, channels=CHANNELS)
+    # One notch at the mains frequency only (not its harmonics, as PrepareConfig.notch_freq would give).
+    return preprocess_recording(raw, config, source=path, min_length=(1, "one sample"), notch_freqs=NOTCH_HZ,
+                                drop_unusable=False).signal
 
 
 def segment_windows(x: np.ndarray, window_samples: int) -> tuple[np.ndarray, np.ndarray]:

@@ -175,6 +175,11 @@ def preprocess(x: np.ndarray, rate: float, sample_rate: float, path: Path) -> np
         log.warning("%s: %s: channel %s is flat; it is 0 in every window", NAME, path, CHANNEL_NAMES[c])
     sos = butter(BUTTERWORTH_ORDER, BAND_HZ, btype="bandpass", fs=rate, output="sos")
     x = sosfiltfilt(sos, x, axis=-1)
+    # Not data_pipelines.preprocess.preprocess_recording (the codec's training-data path): this protocol
+    # works on bipolar derivations made above (not channels of the recording), band-passes with a
+    # Butterworth filter and z-scores over the recording (mean / SD, a flat channel kept as 0), where that
+    # one picks recorded channels, drops flat ones and normalises by median / IQR with clipping. The
+    # resampling step, filter_and_resample, is the shared one.
     x = filter_and_resample(raw_from_array(x, list(CHANNEL_NAMES), rate, "eeg", path), sample_rate).get_data()
     mean, sd = x.mean(axis=1, keepdims=True), x.std(axis=1, keepdims=True)
     x = (x - mean) / np.where(sd > 0, sd, 1.0)
