@@ -115,15 +115,19 @@ def unusable_channels(x: np.ndarray, channel_names: Sequence[str] | None = None)
 
 
 def robust_normalize(
-    x: np.ndarray, channel_names: Sequence[str] | None = None, source: str | Path | None = None
+    x: np.ndarray,
+    channel_names: Sequence[str] | None = None,
+    source: str | Path | None = None,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``(x - median) / IQR`` per channel over the whole recording ``[C, T]`` -> float32.
 
-    Raises :class:`ChannelError` naming the channel if it holds NaN/Inf or is flat (IQR 0).
+    ``stats``: ``x``'s :func:`robust_stats` where the caller has them already. Raises
+    :class:`ChannelError` naming the channel if it holds NaN/Inf or is flat (IQR 0).
     """
     x = _check_2d(x, source)
     check_finite(x, channel_names, source)
-    median, iqr = robust_stats(x)
+    median, iqr = robust_stats(x) if stats is None else stats
     flat = np.flatnonzero(iqr == 0)
     if flat.size:
         name = _channel_name(channel_names, int(flat[0]))
@@ -274,8 +278,8 @@ def preprocess_recording(
        frequencies instead of ``config.notch_freqs``) and resampling (:func:`filter_and_resample`);
     5. with ``recording_id``, ``config.channels_per_recording`` channels drawn for it
        (:func:`choose_channels`: training data); without, every channel;
-    6. per-channel robust normalisation over the whole recording and clipping to ``config.clip``;
-       a channel non-finite or flat after resampling raises :class:`ChannelError`.
+    6. per-channel robust normalisation over the whole recording (:func:`robust_normalize`) and
+       clipping to ``config.clip``; a channel non-finite or flat after resampling raises :class:`ChannelError`.
 
     ``raw`` must be preloaded and is changed in place (pass a copy to keep it). Windows:
     :meth:`PreprocessedRecording.windows`.
@@ -314,21 +318,16 @@ def preprocess_recording(
     source_samples, first_samp = int(raw.n_times), int(raw.first_samp)
     filter_and_resample(raw, config.sample_rate, l_freq=config.l_freq, h_freq=config.h_freq,
                         notch_freqs=config.notch_freqs(sfreq) if notch_freqs is None else notch_freqs)
-    x = raw.get_data()
-    median, iqr = robust_stats(x)
     keep = list(range(len(raw.ch_names)))
     if recording_id is not None:
         keep = choose_channels(raw.ch_names, config.channels_per_recording, config.seed, recording_id)
     names = tuple(raw.ch_names[i] for i in keep)
-    if len(keep) != len(raw.ch_names):
-        x, median, iqr = x[keep], median[keep], iqr[keep]
-    check_finite(x, names, source)
-    flat = np.flatnonzero(iqr == 0)
-    if flat.size:
-        raise ChannelError(source, names[int(flat[0])], "flat signal (interquartile range 0) after resampling")
-    # Clipped in float64, then float32: the same values as clipping the float32 (rounding is
-    # monotone), so training windows and tokenized signals are bit for bit what they were.
-    signal = np.ascontiguousarray(clip((x - median[:, None]) / iqr[:, None], config.clip), dtype=np.float32)
+    x = raw.get_data(picks=keep)
+    median, iqr = robust_stats(x)
+    # Normalised in float32, then clipped: the same values as clipping in float64 first (rounding is
+    # monotone), which is what prepare did; training windows and tokenized signals are unchanged.
+    x = robust_normalize(x, names, source, stats=(median, iqr))  # ChannelError: NaN/Inf or flat after resampling
+    signal = np.ascontiguousarray(clip(x, config.clip), dtype=np.float32)
     if len(keep) != len(info.ch_names):
         info = mne.pick_info(info, keep)
     return PreprocessedRecording(
