@@ -5,7 +5,9 @@ One job a module:
 - :mod:`~data_pipelines.readers` files -> ``mne.io.Raw`` (by extension; errors name the file);
 - :mod:`~data_pipelines.datasets` corpus adapters (generic, eegmmidb, tueg, bonn, myo);
 - :mod:`~data_pipelines.channels` pick and canonically name EEG / EMG channels;
-- :mod:`~data_pipelines.preprocess` filter/resample, robust normalisation, clipping, windowing;
+- :mod:`~data_pipelines.preprocess` a recording -> the codec's input (:func:`preprocess_recording`:
+  pick, filter/resample, robust normalisation, clipping, windowing; the one path for ``prepare``
+  and ``Codec.tokenize``), and its steps;
 - :mod:`~data_pipelines.shards` the record format and the atomic shard writer;
 - :mod:`~data_pipelines.prepare` the batch job: recordings -> shards + ``manifest.json``;
 - :mod:`~data_pipelines.manifest` reading ``manifest.json``;
@@ -23,6 +25,8 @@ import importlib
 _EXPORTS = {
     "make_train_iterator": "data_pipelines.loader",
     "prepare": "data_pipelines.prepare",
+    "preprocess_recording": "data_pipelines.preprocess",
+    "PreprocessedRecording": "data_pipelines.preprocess",
     "process_recording": "data_pipelines.prepare",
     "recording_windows": "data_pipelines.prepare",
     "read_manifest": "data_pipelines.manifest",

@@ -3,7 +3,8 @@
 An adapter knows a corpus's layout (which files are recordings, who the subject is, which
 channels to use) and, for formats MNE has no reader for (text, CSV), how to build an
 :class:`mne.io.Raw`. Everything after reading (channel picking, filtering, normalising,
-windowing, sharding) is shared and lives in :mod:`data_pipelines.prepare`.
+windowing) is shared, :func:`data_pipelines.preprocess.preprocess_recording`, and sharding is
+:mod:`data_pipelines.prepare`.
 """
 
 from __future__ import annotations
