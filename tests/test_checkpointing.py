@@ -236,3 +236,14 @@ def test_saves_without_validation_metrics_do_not_flood_the_log(tmp_path, abstrac
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "tracked_metric" in m or "did not provide metrics" in m], messages
     assert "another absl warning" in messages
+
+
+def test_reading_a_run_logs_no_read_only_warnings(tmp_path, abstract, caplog):
+    """Opening checkpoints read-only (every ``Codec.load`` of a training run) is the intent: Orbax's
+    "read_only=True, setting save_interval_steps=0" and "Given directory is read only" are dropped."""
+    with Checkpointer(tmp_path / "checkpoints", async_save=False) as ckpt:
+        ckpt.save(random_state(abstract, step=1, seed=1))
+    with caplog.at_level(logging.WARNING), Checkpointer(tmp_path / "checkpoints", read_only=True) as ckpt:
+        assert ckpt.all_steps() == [1]
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "read only" in m or "read_only" in m], messages

@@ -210,16 +210,25 @@ def checkpoints_dir(directory: str | Path) -> Path:
     return sub if sub.is_dir() else directory
 
 
-class _DropUntrackedMetricWarning(logging.Filter):
-    """Orbax warns "Requested `tracked_metric`; did not provide metrics." on every save without
-    validation metrics (most saves: only eval steps have them); the best-checkpoint policy handles
-    those saves as intended, so the line is noise that floods training logs."""
+class _DropExpectedOrbaxWarnings(logging.Filter):
+    """Orbax warns of what this module does on purpose; each line is noise in training logs and in
+    every ``Codec.load`` of a training run:
+
+    - "Requested `tracked_metric`; did not provide metrics." on every save without validation
+      metrics (most saves: only eval steps have them); the best-checkpoint policy handles those
+      saves as intended;
+    - "CheckpointManagerOptions.read_only=True, setting save_interval_steps=0." and "Given directory
+      is read only=..." when a run is opened for reading (``read_only=True``), which is the point.
+    """
+
+    EXPECTED = ("did not provide metrics", "read_only=True, setting save_interval_steps", "Given directory is read only")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "did not provide metrics" not in record.getMessage()
+        message = record.getMessage()
+        return not any(text in message for text in self.EXPECTED)
 
 
-_UNTRACKED_METRIC_FILTER = _DropUntrackedMetricWarning()
+_EXPECTED_ORBAX_WARNINGS = _DropExpectedOrbaxWarnings()
 
 
 class Checkpointer:
@@ -259,6 +268,7 @@ class Checkpointer:
             policies.append(
                 cm.BestN(get_metric_fn=metric_fn, reverse=True, n=1, keep_checkpoints_without_metrics=False)
             )
+        logging.getLogger("absl").addFilter(_EXPECTED_ORBAX_WARNINGS)  # Orbax logs through absl (no-op if added)
         options = ocp.CheckpointManagerOptions(
             preservation_policy=cm.AnyPreservationPolicy(policies),
             best_fn=metric_fn,
@@ -269,7 +279,6 @@ class Checkpointer:
         )
         # No handler registry: Orbax picks each item's handler from its argument class (Grain's
         # CheckpointSave/CheckpointRestore registered themselves with Orbax on import, above).
-        logging.getLogger("absl").addFilter(_UNTRACKED_METRIC_FILTER)  # Orbax logs through absl (no-op if added)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
         self.read_only = read_only
         self._unreadable: list[int] = []  # steps the last fallback skipped, to be set aside before saving
