@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from biocodec_jax import __version__, reports, tokenizer
+from biocodec_jax import __version__, batch, reports
 from biocodec_jax.config import pretrain_config
 from data_pipelines.config import load_prepare_config
 from data_pipelines.datasets import DATASETS
@@ -430,15 +430,15 @@ def _tokens_io(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         codec = Codec.open(args.codec).with_numerics(args.precision)
         if args.command == "tokenize":
-            report = tokenizer.tokenize_files(codec, args.input, args.output, n_q=args.n_q, progress=not args.no_progress,
+            report = batch.tokenize_files(codec, args.input, args.output, n_q=args.n_q, progress=not args.no_progress,
                                               force=args.force)
         else:
-            report = tokenizer.reconstruct_files(codec, args.input, args.output, progress=not args.no_progress,
+            report = batch.reconstruct_files(codec, args.input, args.output, progress=not args.no_progress,
                                                  force=args.force)
     except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as err:
         return _fail(str(err))
     for path, target in report.get("existing", []):
-        print(f"already done {path}: {target} {tokenizer.EXISTS_REASON}", file=sys.stderr)
+        print(f"already done {path}: {target} {batch.EXISTS_REASON}", file=sys.stderr)
     for path, channel, reason in report.get("dropped", []):
         print(f"dropped channel {channel!r} of {path}: {reason}; tokenized the others", file=sys.stderr)
     for path, reason in report["failed"]:
