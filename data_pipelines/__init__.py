@@ -15,7 +15,8 @@ One job a module:
 - :mod:`~data_pipelines.config` typed ``PrepareConfig`` with ``eeg`` / ``emg`` presets.
 
 Nothing here imports the model: rates and window lengths come from config values. Names are
-loaded lazily, so worker processes that only preprocess do not import Grain or JAX.
+loaded lazily, so worker processes that only preprocess do not import Grain or JAX. The batch job
+itself is ``data_pipelines.prepare.prepare`` (not exported here: the name ``prepare`` is its module).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import importlib
 
 _EXPORTS = {
     "make_train_iterator": "data_pipelines.loader",
-    "prepare": "data_pipelines.prepare",
     "preprocess_recording": "data_pipelines.preprocess",
     "PreprocessedRecording": "data_pipelines.preprocess",
     "process_recording": "data_pipelines.prepare",

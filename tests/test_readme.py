@@ -24,7 +24,7 @@ import pytest
 from biocodec_jax import Codec
 from biocodec_jax.tokenizer import Tokens
 from data_pipelines.config import prepare_preset
-from data_pipelines.prepare import prepare  # not `from data_pipelines import prepare`: once the submodule is imported, that name is the module
+from data_pipelines.prepare import prepare
 from tests.conftest import ORIGINAL_CKPT, eeg_like_signals
 from tests.synthetic_data.edf import EdfSignal, write_edf
 
