@@ -76,10 +76,6 @@ def reconstruct_items(graphdef, params, codebooks, x, n_q):
     return model_lib.decode(graphdef, params, codebooks, codes)[:, : x.shape[-1]]
 
 
-# Old private names: experiments/benchmarks (compare_pytorch, device_suite) still call these.
-_embed, _encode, _decode, _reconstruct = embed_items, encode_items, decode_items, reconstruct_items
-
-
 def _as_items(x: Any, name: str = "x") -> tuple[jax.Array, tuple[int, int]]:
     """``[B, C, T]`` -> ``[B*C, T]`` float32, with a clear error for anything else."""
     x = jnp.asarray(x)

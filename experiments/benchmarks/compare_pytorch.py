@@ -316,7 +316,7 @@ def jax_runners(state, codec, config, train_x: np.ndarray, infer_x: np.ndarray, 
     length = train_x.shape[-1]
     x_train_j = jax.device_put(jnp.asarray(train_x))
     x_inf_j = jax.device_put(jnp.asarray(infer_x).reshape(-1, length))
-    codes = codec_module._encode(codec.graphdef, codec.params, codec.codebooks, x_inf_j, config.codec.n_q)  # [N, T', K]
+    codes = codec_module.encode_items(codec.graphdef, codec.params, codec.codebooks, x_inf_j, config.codec.n_q)  # [N, T', K]
     jax.clear_caches()  # so that the runners' first calls include compiling the encoder too
     compiled: dict = {}
     jax_state = {"s": state}
@@ -336,8 +336,8 @@ def jax_runners(state, codec, config, train_x: np.ndarray, infer_x: np.ndarray, 
     args_dec = (codec.graphdef, codec.params, codec.codebooks, codes)
     runners = {
         "train_step": runner("train_step", lambda: train_step.lower(state, x_train_j), train),
-        "encode": runner("encode", lambda: codec_module._encode.lower(*args_enc), lambda f: f(*args_enc[1:4])),
-        "decode": runner("decode", lambda: codec_module._decode.lower(*args_dec), lambda f: f(*args_dec[1:])),
+        "encode": runner("encode", lambda: codec_module.encode_items.lower(*args_enc), lambda f: f(*args_enc[1:4])),
+        "decode": runner("decode", lambda: codec_module.decode_items.lower(*args_dec), lambda f: f(*args_dec[1:])),
     }
     return runners, codes, compiled
 
