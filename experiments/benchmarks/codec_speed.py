@@ -20,7 +20,8 @@ import numpy as np
 
 from biocodec_jax import Codec, preset
 from biocodec_jax.training import init_state, train_step
-from experiments.benchmarks.common import RESULTS, machine_info, rate_summary, timed, write_report
+from experiments.benchmarks.common import RESULTS, machine_info, rate_summary, write_report
+from experiments.benchmarks.timing import timed
 
 
 def run(preset_name: str = "eeg", train_batch: int = 32, infer_batch: int = 256, repeats: int = 5) -> dict:

@@ -1,4 +1,7 @@
-"""What every benchmark here shares: where results go, rate summaries, the machine block."""
+"""What every benchmark here shares: where results go, rate summaries, the machine block.
+
+No JAX here (timing JAX calls is timing.py): prepare_speed's spawned workers re-import this module.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +14,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def timed(fn, repeats: int) -> tuple[float, list[float], object]:
-    """(first-call seconds incl. compilation, steady-state seconds per call, first call's result).
-
-    Waits for JAX's asynchronous dispatch (``block_until_ready``) so each time is the whole call.
-    """
-    import jax
-
-    t0 = time.perf_counter()
-    first_out = jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return first, times, first_out
 
 
 def rate_summary(items: int, first: float, times: list[float]) -> dict:

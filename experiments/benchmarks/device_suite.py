@@ -23,7 +23,10 @@ Inputs are real EEG windows (``--windows``: ``[N, 1, 1250]`` .npy, e.g. float16,
 ``--save-windows`` from the bundled recordings; tiled to the batch). Precision: each framework's
 default float32 on NVIDIA GPUs uses TF32 in convolutions (JAX: default matmul precision; PyTorch:
 ``cudnn.allow_tf32``), recorded in the JSON. Needs only the repo and the accelerator's own JAX and
-PyTorch; a missing optional piece (torch, grain) is reported and the rest runs.
+PyTorch (with the JAX stack's wheels of ``.whl/``); without torch the PyTorch parts say so and the rest
+runs. Every part imports the JAX stack (the PyTorch twin does too, for its weight conversion); only the
+JAX part initialises it, so neither framework holds accelerator memory in the other's process. Windows
+from the bundled recordings (no ``--windows``) need MNE as well, which the accelerator machine may lack.
 """
 
 from __future__ import annotations
@@ -39,8 +42,20 @@ import time
 import traceback
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+from biocodec_jax import Codec, preset
+from biocodec_jax.codec import decode_items, encode_items
+from biocodec_jax.config import apply_overrides
+from biocodec_jax.losses import multiscale_stft_loss
+from biocodec_jax.model import BioCodecModel, abstract_model
+from biocodec_jax.nn.lstm import LSTM
+from biocodec_jax.training import init_state, train_step
+from data_pipelines.loader import DEFAULT_PREFETCH_BATCHES, DEFAULT_READ_THREADS
+from experiments.benchmarks import loader_speed as loader_benchmark
 from experiments.benchmarks.common import RESULTS, machine_info, write_report
 
 TARGETS = {"train_ratio": 1.5, "jax_bf16_windows_per_s": 14_000, "infer_ratio": 2.0}
@@ -116,8 +131,7 @@ def load_windows(path: Path | None, n: int, length: int) -> np.ndarray:
     """``n`` real windows ``[n, 1, length]`` float32: from ``path`` (tiled if it holds fewer) or the bundled EEG."""
     if path is not None and Path(path).is_file():
         pool = np.load(path)
-    else:
-        from biocodec_jax import preset
+    else:  # the bundled EDF files, through prepare: needs MNE, which the accelerator machine may lack
         from experiments.benchmarks.compare_pytorch import real_windows
 
         pool = real_windows(preset("eeg"), 2048)
@@ -136,7 +150,6 @@ def torch_part(args, stage: str) -> dict:
         import torch
     except ImportError as e:
         return {"unavailable": f"torch not importable: {e}"}
-    from biocodec_jax import preset
     from experiments.baselines.torch_biocodec import TorchTrainer, build_torch_codec
 
     cuda = torch.cuda.is_available()
@@ -250,17 +263,6 @@ def _largest(measure, batch: int, torch=None) -> dict:
 
 
 def jax_part(args) -> dict:
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from biocodec_jax import Codec, preset
-    from biocodec_jax import codec as codec_module
-    from biocodec_jax.config import apply_overrides
-    from biocodec_jax.model import abstract_model
-    from biocodec_jax.nn.lstm import LSTM
-    from biocodec_jax.training import init_state, train_step
-
     base = preset(args.preset)
     length = base.train.window_samples(base.codec.sample_rate)
     report = {
@@ -350,11 +352,11 @@ def jax_part(args) -> dict:
         c = codec.with_numerics(precision, conv_impl=best_impl(precision), lstm_unroll=unroll)
         res = {}
         t0 = time.perf_counter()
-        enc = codec_module._encode.lower(c.graphdef, c.params, c.codebooks, x_inf, c.n_q).compile()
+        enc = encode_items.lower(c.graphdef, c.params, c.codebooks, x_inf, c.n_q).compile()
         res["encode_compile_s"] = time.perf_counter() - t0
         codes = enc(c.params, c.codebooks, x_inf)
         res["encode"] = summarize(args.infer_batch, time_calls(lambda: jax.block_until_ready(enc(c.params, c.codebooks, x_inf)), args.calls))
-        dec = codec_module._decode.lower(c.graphdef, c.params, c.codebooks, codes).compile()
+        dec = decode_items.lower(c.graphdef, c.params, c.codebooks, codes).compile()
         res["decode"] = summarize(args.infer_batch, time_calls(lambda: jax.block_until_ready(dec(c.params, c.codebooks, codes)), args.calls))
         codes_by_precision[precision] = np.asarray(codes)
         return res
@@ -375,9 +377,6 @@ def jax_part(args) -> dict:
 
     # Where the step's time goes, with the fastest implementation.
     def parts(precision: str) -> dict:
-        from biocodec_jax.losses import multiscale_stft_loss
-        from biocodec_jax.model import BioCodecModel
-
         config = config_for(precision, best_impl(precision))
         g, p = nnx.split(BioCodecModel(config.codec, numerics=config.train.numerics, rngs=nnx.Rngs(params=0)), nnx.Param)
         items = jnp.asarray(pool[: args.batch]).reshape(args.batch, -1)
@@ -408,18 +407,11 @@ def jax_part(args) -> dict:
 
 
 def loader_speed(args) -> dict:
-    try:
-        import grain  # noqa: F401
-    except ImportError as e:
-        return {"unavailable": f"grain not importable: {e}"}
-    from data_pipelines.loader import DEFAULT_PREFETCH_BATCHES, DEFAULT_READ_THREADS
-    from experiments.benchmarks.loader_speed import measure, write_random_shards
-
     res = {"cores": os.cpu_count(), "global_batch": args.batch, "windows_in_shards": args.loader_windows}
     with tempfile.TemporaryDirectory() as tmp:
-        shard_dir = write_random_shards(Path(tmp), args.loader_windows)
+        shard_dir = loader_benchmark.write_random_shards(Path(tmp), args.loader_windows)
         for workers in args.loader_workers:
-            res[f"workers_{workers}"] = measure(
+            res[f"workers_{workers}"] = loader_benchmark.measure(
                 shard_dir, workers, global_batch=args.batch, batches=args.loader_batches, warmup=2, repeats=3,
                 read_threads=DEFAULT_READ_THREADS, prefetch=DEFAULT_PREFETCH_BATCHES,
             )

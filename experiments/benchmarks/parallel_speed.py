@@ -33,7 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.benchmarks.common import RESULTS, machine_info, rate_summary, timed, write_report
+import jax
+import numpy as np
+
+from biocodec_jax import preset
+from biocodec_jax.training.parallel import check_batch_size, global_batch, init_sharded_state, make_mesh, parallel_train_step
+from experiments.benchmarks.common import RESULTS, machine_info, rate_summary, write_report
+from experiments.benchmarks.timing import timed
 
 SIMULATED_DEVICES = 8
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,18 +47,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def measure(n_devices: int, preset_name: str, batch: int, repeats: int, seed: int = 0) -> dict:
     """Time the parallel train step on the first ``n_devices`` devices (run inside the subprocess)."""
-    import jax
-    import numpy as np
-
-    from biocodec_jax import preset
-    from biocodec_jax.training.parallel import (
-        check_batch_size,
-        global_batch,
-        init_sharded_state,
-        make_mesh,
-        parallel_train_step,
-    )
-
     devices = jax.devices()
     if len(devices) < n_devices:
         raise RuntimeError(f"{n_devices} devices asked for, {len(devices)} available")
@@ -139,8 +133,6 @@ def run(preset_name: str = "eeg", batch: int = 32, devices: tuple[int, ...] = (1
 
 
 def _window_samples(preset_name: str) -> int:
-    from biocodec_jax import preset
-
     config = preset(preset_name)
     return config.train.window_samples(config.codec.sample_rate)
 

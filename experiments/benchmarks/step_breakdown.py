@@ -25,8 +25,17 @@ import statistics
 import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+from jax.experimental import rnn
 
+from biocodec_jax import preset
+from biocodec_jax.losses import multiscale_stft_loss
+from biocodec_jax.model import BioCodecModel
+from biocodec_jax.nn.lstm import LSTM
+from biocodec_jax.training import init_state, train_step
 from experiments.benchmarks.common import RESULTS, machine_info, write_report
 
 
@@ -41,13 +50,6 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def jax_parts(batch: int, repeats: int, windows: np.ndarray) -> dict:
-    import jax
-    import jax.numpy as jnp
-
-    from biocodec_jax import preset
-    from biocodec_jax.nn.lstm import LSTM
-    from biocodec_jax.training import init_state, train_step
-
     out = {}
     x = jnp.asarray(windows[:batch])
     for layers in (2, 0):
@@ -61,11 +63,6 @@ def jax_parts(batch: int, repeats: int, windows: np.ndarray) -> dict:
 
         out[f"train_step_lstm_layers_{layers}_s"] = _median_seconds(step, repeats)
     out["lstm_share_of_step"] = 1 - out["train_step_lstm_layers_0_s"] / out["train_step_lstm_layers_2_s"]
-
-    from flax import nnx
-
-    from biocodec_jax.losses import multiscale_stft_loss
-    from biocodec_jax.model import BioCodecModel
 
     config = preset("eeg")
     graphdef_m, params_m = nnx.split(BioCodecModel(config.codec, rngs=nnx.Rngs(params=0)), nnx.Param)
@@ -89,8 +86,6 @@ def jax_parts(batch: int, repeats: int, windows: np.ndarray) -> dict:
     out["lstm_stack_fwd_bwd_scan_s"] = _median_seconds(lambda: jax.block_until_ready(loss(params, h)), repeats)
 
     if jax.default_backend() == "gpu":
-        from jax.experimental import rnn
-
         n_params = rnn.get_num_params_in_lstm(256, 256, 2, False)
         w = jax.random.uniform(jax.random.PRNGKey(2), (n_params,), minval=-0.06, maxval=0.06)
         zeros = jnp.zeros((2, batch, 256))
@@ -145,8 +140,6 @@ def torch_parts(batch: int, repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import jax
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=None, help="default 32 on CPU, 512 on a GPU")
     parser.add_argument("--repeats", type=int, default=5)
