@@ -7,8 +7,12 @@ setup:
 demo: setup
 	.venv/bin/biocodec-jax demo
 
+# Two pytest worker processes (pytest-xdist), a test file each at a time: both cores busy, and no one process
+# accumulates the whole suite's compiled programs. TEST_WORKERS=N for a larger machine (each takes ~2-4 GB).
+TEST_WORKERS ?= 2
+
 test: setup
-	.venv/bin/python -m pytest -q --durations=15
+	.venv/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 bench: setup
 	.venv/bin/python -m experiments.benchmarks.codec_speed

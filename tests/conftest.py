@@ -5,13 +5,19 @@ from pathlib import Path
 # Tests run on CPU, one device in this process; tests that need several devices or hosts start
 # subprocesses with XLA_FLAGS=--xla_force_host_platform_device_count=N (and jax.distributed).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Many tests compile the same small programs (in this process and in subprocesses, which inherit
-# the environment): JAX's persistent compilation cache makes the repeats cheap.
+# The subprocesses of the multi-device and multi-host tests compile the same programs again and
+# again: JAX's persistent compilation cache (inherited through the environment) makes the repeats
+# cheap. This process keeps only JAX's in-memory cache: with PyTorch loaded beside XLA (the [torch]
+# tests), serialising an executable for the disk cache crashed the test process (SIGSEGV in
+# put_executable_and_time / get_executable_and_time) late in full runs.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "biocodec-jax-test-xla-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
+import jax
 import numpy as np
 import pytest
+
+jax.config.update("jax_enable_compilation_cache", False)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eeg"
 ORIGINAL_CKPT = FIXTURES / "biocodec_eeg_random_ckpt.pt"
