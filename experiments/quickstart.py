@@ -288,6 +288,17 @@ def train(config, workdir: str | Path, *, max_seconds: float | None = None, prog
 # --- 3. evaluation ---------------------------------------------------------------------------
 
 
+def padded_batches(windows: np.ndarray, batch_size: int):
+    """``(start, m, x)`` for consecutive batches of ``windows``: ``x`` holds the ``m`` windows from
+    ``start``, the last batch zero-padded to ``batch_size`` so that every call has one compiled shape."""
+    for start in range(0, len(windows), batch_size):
+        x = windows[start : start + batch_size]
+        m = len(x)
+        if m < batch_size:
+            x = np.concatenate([x, np.zeros((batch_size - m, *x.shape[1:]), x.dtype)])
+        yield start, m, x
+
+
 def reconstruct_all(codec, windows: np.ndarray, n_qs: Sequence[int], batch_size: int = EVAL_BATCH) -> dict[int, np.ndarray]:
     """Reconstructions ``{n_q: [N, 1, T]}`` of ``windows`` with the first ``n_q`` quantizers.
 
@@ -296,13 +307,9 @@ def reconstruct_all(codec, windows: np.ndarray, n_qs: Sequence[int], batch_size:
     ``codec.reconstruct(x, n_q=k)`` for every ``k`` at the cost of one encoder pass.
     The last batch is padded to ``batch_size`` so every call has one compiled shape.
     """
-    n, t = len(windows), windows.shape[-1]
+    t = windows.shape[-1]
     out = {k: np.empty_like(windows) for k in n_qs}
-    for start in range(0, n, batch_size):
-        x = windows[start : start + batch_size]
-        m = len(x)
-        if m < batch_size:
-            x = np.concatenate([x, np.zeros((batch_size - m, *x.shape[1:]), x.dtype)])
+    for start, m, x in padded_batches(windows, batch_size):
         codes = codec.encode(x)
         for k in n_qs:
             y = codec.decode(codes[:, :, :k])

@@ -79,7 +79,7 @@ from biocodec_jax.nn.conv import resolve_conv_impl
 from biocodec_jax.signal_metrics import correlation, si_sdr
 from biocodec_jax.training import init_state, train_step
 from experiments.benchmarks.common import RESULTS, machine_info, write_report
-from experiments.quickstart import prepare_shards, split_windows, training_batches
+from experiments.quickstart import padded_batches, prepare_shards, split_windows, training_batches
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data" / "eegmmidb"
@@ -195,13 +195,9 @@ def train_run(state, batches: list[np.ndarray], label: str) -> dict:
 def codes_and_recons(codec, windows: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """Codes ``[N, 1, n_q, T']`` and reconstructions ``[N, 1, T]`` (decode(encode(x)) trimmed, as
     ``codec.reconstruct``), batch by batch; the last batch is zero-padded to one compiled shape."""
-    n, t = len(windows), windows.shape[-1]
+    t = windows.shape[-1]
     codes, recons = [], []
-    for start in range(0, n, batch):
-        x = windows[start : start + batch]
-        m = len(x)
-        if m < batch:
-            x = np.concatenate([x, np.zeros((batch - m, *x.shape[1:]), x.dtype)])
+    for _, m, x in padded_batches(windows, batch):
         c = codec.encode(x)
         y = codec.decode(c)
         codes.append(np.asarray(c[:m]))

@@ -58,7 +58,7 @@ from data_pipelines.errors import RecordingError
 from data_pipelines.preprocess import filter_and_resample
 from data_pipelines.readers import read_raw
 from experiments.tasks import common
-from experiments.tasks.common import SkippedFiles, check_variant
+from experiments.tasks.common import SkippedFiles, absent_classes, check_variant
 
 NAME = "bciiv2a"
 MODALITY = "eeg"
@@ -238,7 +238,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     if not ys:
         raise _dataset_error(f"{data_dir}: none of the {len(sessions)} BCI IV 2a sessions found could be used{note}")
     y = np.concatenate(ys)
-    absent = [c for i, c in enumerate(CLASS_NAMES) if not np.any(y == i)]
+    absent = absent_classes(y, CLASS_NAMES)
     if absent:
         raise _dataset_error(f"{data_dir}: no trial of class(es) {', '.join(absent)} in the sessions found{note}")
     return LabelledWindows.build(

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import yaml
 
 from biocodec_jax.codec import Codec
@@ -27,7 +28,8 @@ from biocodec_jax.config import apply_overrides, dataclass_from_dict, save_confi
 from biocodec_jax.evaluation.dataset import DatasetError
 from biocodec_jax.evaluation.runner import CODEC_METHODS, EvalConfig, run_evaluation
 from biocodec_jax.evaluation.splits import partition_holdout_folds, subject_folds
-from data_pipelines.errors import RecordingError
+from data_pipelines.channels import pick_channels
+from data_pipelines.errors import ChannelError, RecordingError
 from experiments.tasks import TASKS, get_task
 
 log = logging.getLogger("evaluate")
@@ -74,6 +76,22 @@ def check_variant(task: str, variants, variant: str | None) -> str:
 
 
 # The splits several tasks share: a task module sets ``make_splits = common.subject_fold_splits(5)``.
+
+
+def require_electrodes(raw, path: Path, electrodes: Sequence[str], protocol: str):
+    """``raw`` reduced to its EEG ``electrodes``; a :class:`ChannelError` naming ``path`` and the first
+    one it lacks if any is absent (``protocol`` says who needs them, e.g. "the TUAB protocol needs ...")."""
+    pick_channels(raw, "eeg", only=electrodes)
+    missing = [e for e in electrodes if e not in raw.ch_names]
+    if missing:
+        raise ChannelError(path, missing[0], f"missing; {protocol} (absent: {', '.join(missing)})")
+    return raw
+
+
+def absent_classes(y, class_names: Sequence[str]) -> list[str]:
+    """The names of the classes with no example in the labels ``y`` (a loader then says which, in its own words)."""
+    present = {int(v) for v in np.unique(np.asarray(y))}
+    return [c for i, c in enumerate(class_names) if i not in present]
 
 
 def subject_fold_splits(n_folds: int):

@@ -64,7 +64,7 @@ from biocodec_jax.evaluation.splits import holdout_folds
 from data_pipelines.channels import normalize_channel_name
 from data_pipelines.errors import RecordingError
 from experiments.tasks import common
-from experiments.tasks.common import SkippedFiles, check_variant
+from experiments.tasks.common import SkippedFiles, absent_classes, check_variant
 
 NAME = "kaggle_ern"
 MODALITY = "eeg"
@@ -347,7 +347,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
                     if first else "")
         raise _dataset_error(f"{data_dir}: no feedback events (FeedBackEvent = 1) in any usable session{unusable}")
     y = np.concatenate(ys)
-    absent = [c for i, c in enumerate(CLASS_NAMES) if not np.any(y == i)]
+    absent = absent_classes(y, CLASS_NAMES)
     if absent:
         raise _dataset_error(f"{data_dir}: no feedback of class(es) {', '.join(absent)}")
     return LabelledWindows.build(

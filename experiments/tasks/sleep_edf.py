@@ -61,7 +61,7 @@ from data_pipelines.errors import ChannelError, RecordingError
 from data_pipelines.preprocess import check_finite, filter_and_resample
 from data_pipelines.readers import read_raw as _read_raw
 from experiments.tasks import common
-from experiments.tasks.common import SkippedFiles, check_variant
+from experiments.tasks.common import SkippedFiles, absent_classes, check_variant
 
 NAME = "sleep_edf"
 MODALITY = "eeg"
@@ -257,7 +257,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     if not x:
         raise DatasetError(f"{NAME} ({variant}): none of the {len(nights)} nights under {data_dir} could be used{note}")
     y = np.concatenate(y)
-    absent = [c for i, c in enumerate(CLASS_NAMES) if i not in set(y.tolist())]
+    absent = absent_classes(y, CLASS_NAMES)
     if absent:
         raise DatasetError(f"{NAME} ({variant}): no epoch of stage(s) {', '.join(absent)} in the hypnograms under "
                            f"{data_dir}{note}")

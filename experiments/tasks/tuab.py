@@ -61,13 +61,12 @@ from pathlib import Path
 import numpy as np
 
 from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
-from data_pipelines.channels import pick_channels
 from data_pipelines.errors import ChannelError, RecordingError
 from data_pipelines.config import PrepareConfig
 from data_pipelines.preprocess import make_windows, preprocess_recording
 from data_pipelines.readers import read_raw as _read_raw
 from experiments.tasks import common
-from experiments.tasks.common import SkippedFiles, check_variant
+from experiments.tasks.common import SkippedFiles, absent_classes, check_variant, require_electrodes
 
 NAME = "tuab"
 MODALITY = "eeg"
@@ -129,12 +128,7 @@ def read_recording(path: Path):
 
     Raises :class:`ChannelError` naming the file and the first electrode it lacks.
     """
-    raw = read_raw(path)
-    pick_channels(raw, "eeg", only=CHANNELS)
-    missing = [c for c in CHANNELS if c not in raw.ch_names]
-    if missing:
-        raise ChannelError(path, missing[0], f"missing; the TUAB protocol needs all 21 of {', '.join(CHANNELS)} "
-                           f"(absent: {', '.join(missing)})")
+    raw = require_electrodes(read_raw(path), path, CHANNELS, f"the TUAB protocol needs all 21 of {', '.join(CHANNELS)}")
     return raw.reorder_channels(list(CHANNELS))
 
 
@@ -199,7 +193,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     note = f" ({len(unusable.files)} unusable file(s) skipped)" if unusable.files else ""
     if not x:
         raise DatasetError(f"{NAME}: none of the {len(recordings)} recordings under {root} gave a 10-s segment{note}")
-    absent = [c for i, c in enumerate(CLASS_NAMES) if i not in set(y)]
+    absent = absent_classes(y, CLASS_NAMES)
     if absent:
         raise DatasetError(f"{NAME}: no recording of class {', '.join(absent)} under {root}{note}; expected {LAYOUT}")
     preprocessing = {

@@ -63,12 +63,11 @@ import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
 from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
-from data_pipelines.channels import pick_channels
-from data_pipelines.errors import ChannelError, RecordingError
+from data_pipelines.errors import RecordingError
 from data_pipelines.preprocess import check_finite, filter_and_resample
 from data_pipelines.readers import raw_from_array, read_raw as _read_raw
 from experiments.tasks import common
-from experiments.tasks.common import SkippedFiles, check_variant
+from experiments.tasks.common import SkippedFiles, absent_classes, check_variant, require_electrodes
 from experiments.tasks.tuab import edf_root
 
 NAME = "tuev"
@@ -154,12 +153,7 @@ def bipolar_montage(path: Path) -> tuple[np.ndarray, float]:
 
     Raises :class:`ChannelError` naming the file and the first electrode it lacks.
     """
-    raw = read_raw(path)
-    pick_channels(raw, "eeg", only=ELECTRODES)
-    missing = [e for e in ELECTRODES if e not in raw.ch_names]
-    if missing:
-        raise ChannelError(path, missing[0], f"missing; the 16-channel TCP montage needs {', '.join(ELECTRODES)} "
-                           f"(absent: {', '.join(missing)})")
+    raw = require_electrodes(read_raw(path), path, ELECTRODES, f"the 16-channel TCP montage needs {', '.join(ELECTRODES)}")
     data = raw.get_data(picks=list(ELECTRODES))
     index = {e: i for i, e in enumerate(ELECTRODES)}
     return data[[index[a] for a, _ in CHANNEL_PAIRS]] - data[[index[b] for _, b in CHANNEL_PAIRS]], float(raw.info["sfreq"])
@@ -220,7 +214,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     note = f" ({len(skipped.files)} unusable file(s) skipped)" if skipped.files else ""
     if not x:
         raise DatasetError(f"{NAME}: none of the {len(recordings)} recordings under {root} could be used{note}")
-    absent = [c for i, c in enumerate(CLASS_NAMES) if i not in set(y)]
+    absent = absent_classes(y, CLASS_NAMES)
     if absent:
         raise DatasetError(f"{NAME}: no event of class(es) {', '.join(absent)} in the .rec files under {root}{note}")
     preprocessing = {
