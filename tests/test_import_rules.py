@@ -18,6 +18,8 @@ check the checker on a planted tree.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,3 +369,18 @@ def test_checker_allows_the_listed_lazy_imports_only(tmp_path, monkeypatch):
     monkeypatch.setitem(LAZY_IMPORTS, ("experiments/a.py", "experiments.b"), "planted")
     assert [v.split(" (")[0] for v in local_import_violations(*scan(root))] == [
         "experiments/a.py:3: function-local import of experiments.c"]
+
+
+def test_the_network_core_loads_no_training_io_or_evaluation():
+    """The network core (config, nn, quantization, model, losses, signal_metrics) runs without the
+    training stack (Orbax, Grain), the recording readers (MNE) or evaluation: importing it loads none."""
+    code = (
+        "import sys\n"
+        "import biocodec_jax.config, biocodec_jax.model, biocodec_jax.losses, biocodec_jax.signal_metrics\n"
+        "import biocodec_jax.quantization.rvq, biocodec_jax.nn.seanet\n"
+        "heavy = ('mne', 'orbax', 'grain', 'sklearn', 'biocodec_jax.training', 'biocodec_jax.evaluation',\n"
+        "         'biocodec_jax.tokenizer', 'biocodec_jax.codec', 'data_pipelines.readers', 'experiments')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
