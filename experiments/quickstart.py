@@ -49,7 +49,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from biocodec_jax import Codec
 from biocodec_jax import config as config_lib
@@ -87,10 +86,7 @@ def load_demo_config(path: str | Path = DEFAULT_CONFIG, preset: str | None = Non
     ``preset`` replaces the file's ``preset:`` key (e.g. ``tiny`` for a smoke test), keeping its
     other sections; ``overrides`` are ``section.key=value`` strings applied last.
     """
-    if preset is None:
-        return config_lib.load_config(path, overrides)
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    return config_lib.apply_overrides(config_lib.from_dict({**data, "preset": preset}), overrides)
+    return config_lib.load_config(path, tuple(overrides), preset_name=preset)
 
 
 def demo_prepare_config(config, path: str | Path = DEFAULT_PREPARE) -> PrepareConfig:
