@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 
 
+UNITS = ("subjects", "sessions", "session_repetitions", "subject_repetitions")
+
+
 class DatasetError(ValueError):
     """A downstream dataset that cannot be evaluated as asked (names the dataset and the problem)."""
 
@@ -42,6 +45,9 @@ class LabelledWindows:
     of their class probabilities), as TUAB scores 10-s segments made of two 5-s windows. Without
     ``segments`` every window is scored on its own. ``partitions`` (optional) is the publisher's
     own split of each window (e.g. ``"train"`` / ``"eval"`` for TUAB), for protocols that test on it.
+    ``sessions`` (optional) names each window's recording session (e.g. Myo ``"12345-2"``: participant
+    12345, session 2) and ``repetitions`` (optional) the repetition of its gesture or trial inside the
+    session (1, 2, ...): within-participant protocols split by them (:meth:`unit_ids`).
     """
 
     name: str
@@ -55,12 +61,14 @@ class LabelledWindows:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     segments: np.ndarray | None = None
     partitions: np.ndarray | None = None
+    sessions: np.ndarray | None = None
+    repetitions: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.x)
         if self.x.ndim != 3:
             raise DatasetError(f"{self.name}: x must be [windows, channels, samples]; got shape {self.x.shape}")
-        for what in ("y", "subjects", "recordings", "segments", "partitions"):
+        for what in ("y", "subjects", "recordings", "segments", "partitions", "sessions", "repetitions"):
             if getattr(self, what) is None:
                 continue
             if len(getattr(self, what)) != n:
@@ -87,6 +95,8 @@ class LabelledWindows:
         preprocessing: dict[str, Any] | None = None,
         segments: Sequence[int] | np.ndarray | None = None,
         partitions: Sequence[str] | np.ndarray | None = None,
+        sessions: Sequence[str] | np.ndarray | None = None,
+        repetitions: Sequence[int] | np.ndarray | None = None,
     ) -> "LabelledWindows":
         """Stack per-window lists into arrays (float32 x, int64 y, str subjects/recordings)."""
         if len(x) == 0:
@@ -103,6 +113,8 @@ class LabelledWindows:
             preprocessing=dict(preprocessing or {}),
             segments=None if segments is None else np.asarray(segments, dtype=np.int64),
             partitions=None if partitions is None else np.asarray(partitions).astype(str),
+            sessions=None if sessions is None else np.asarray(sessions).astype(str),
+            repetitions=None if repetitions is None else np.asarray(repetitions, dtype=np.int64),
         )
 
     @property
@@ -119,7 +131,30 @@ class LabelledWindows:
         return dataclasses.replace(
             self, x=self.x[index], y=self.y[index], subjects=self.subjects[index],
             recordings=self.recordings[index], segments=pick(self.segments), partitions=pick(self.partitions),
+            sessions=pick(self.sessions), repetitions=pick(self.repetitions),
         )
+
+    def unit_ids(self, unit: str = "subjects") -> np.ndarray:
+        """The id of each window's split unit: what a :class:`~biocodec_jax.evaluation.splits.Split`
+        with this ``unit`` names.
+
+        ``"subjects"`` (cross-subject protocols), ``"sessions"`` (``"12345-2"``),
+        ``"session_repetitions"`` (``"12345-2/rep3"``: a repetition inside one session) or
+        ``"subject_repetitions"`` (``"DB2_S1/rep3"``: a repetition of a subject, every session).
+        """
+        if unit == "subjects":
+            return self.subjects
+        if unit not in UNITS:
+            raise DatasetError(f"{self.name}: unknown split unit {unit!r}; choose one of {', '.join(UNITS)}")
+        needs = {"sessions": ("sessions",), "session_repetitions": ("sessions", "repetitions"),
+                 "subject_repetitions": ("repetitions",)}[unit]
+        absent = [a for a in needs if getattr(self, a) is None]
+        if absent:
+            raise DatasetError(f"{self.name}: the windows carry no {' or '.join(absent)}; a split by {unit} needs them")
+        if unit == "sessions":
+            return self.sessions
+        owner = self.sessions if unit == "session_repetitions" else self.subjects
+        return np.char.add(np.char.add(owner.astype(str), "/rep"), self.repetitions.astype(str))
 
     def score_groups(self) -> np.ndarray:
         """Integer id of each window's scoring unit (its recording and segment, or itself)."""

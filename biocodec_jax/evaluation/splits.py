@@ -1,7 +1,10 @@
 """Subject-wise splits, folds and the low-resource label subsets.
 
-A split names *subjects*, never windows: :func:`split_indices` turns it into window indices and
-refuses a split in which a subject would sit in two of train / validation / test (leakage).
+A split names *units*, never windows: subjects (cross-subject protocols, the default), or, for
+within-participant protocols, sessions or repetitions inside a session
+(:meth:`LabelledWindows.unit_ids <biocodec_jax.evaluation.dataset.LabelledWindows.unit_ids>`).
+:func:`split_indices` turns it into window indices and refuses a split in which a unit would sit in
+two of train / validation / test (leakage).
 """
 
 from __future__ import annotations
@@ -15,26 +18,32 @@ from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
 
 
 class LeakageError(DatasetError):
-    """A subject appears in two of train / validation / test."""
+    """A unit (subject, session, repetition) appears in two of train / validation / test."""
 
 
 @dataclass(frozen=True)
 class Split:
-    """Subjects for training, model selection (validation) and testing."""
+    """Units for training, model selection (validation) and testing.
+
+    ``unit`` says what the names are (:data:`~biocodec_jax.evaluation.dataset.UNITS`): ``"subjects"``
+    (default), ``"sessions"`` (``"12345-2"``), ``"session_repetitions"`` (``"12345-2/rep3"``) or
+    ``"subject_repetitions"`` (``"DB2_S1/rep3"``).
+    """
 
     name: str
     train: tuple[str, ...]
     val: tuple[str, ...]
     test: tuple[str, ...]
+    unit: str = "subjects"
 
     def __post_init__(self):
         for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
             shared = set(getattr(self, a)) & set(getattr(self, b))
             if shared:
-                raise LeakageError(f"split {self.name}: subject(s) {', '.join(sorted(shared)[:5])} in both {a} and {b}")
+                raise LeakageError(f"split {self.name}: {self.unit} {', '.join(sorted(shared)[:5])} in both {a} and {b}")
         for part in ("train", "val", "test"):
             if not getattr(self, part):
-                raise DatasetError(f"split {self.name}: no {part} subjects")
+                raise DatasetError(f"split {self.name}: no {part} {self.unit}")
 
 
 def fixed_split(train: Sequence[str], val: Sequence[str], test: Sequence[str], name: str = "fixed") -> Split:
@@ -106,32 +115,37 @@ def partition_holdout_folds(data: LabelledWindows, n_folds: int, seed: int = 0,
 
 
 def split_indices(data: LabelledWindows, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Window indices of train, validation and test; every window of a split's subject, no other.
+    """Window indices of train, validation and test; every window of a split's units, no other.
 
-    Raises :class:`LeakageError` if the index sets would share a subject, and :class:`DatasetError`
-    if a part has no windows or its subjects are not in the data.
+    Raises :class:`LeakageError` if the index sets would share a unit (a subject, for a
+    cross-subject split), and :class:`DatasetError` if a part has no windows or its units are not
+    in the data.
     """
+    ids = data.unit_ids(split.unit)
     parts = []
-    known = set(data.subjects.tolist())
+    known = set(ids.tolist())
     for part in ("train", "val", "test"):
-        subjects = getattr(split, part)
-        missing = [s for s in subjects if s not in known]
-        if len(missing) == len(subjects):
-            raise DatasetError(f"{data.name}, split {split.name}: none of the {part} subjects are in the data ({', '.join(missing[:5])})")
-        parts.append(np.flatnonzero(np.isin(data.subjects, subjects)))
-    check_disjoint(data, *parts, where=f"{data.name}, split {split.name}")
+        units = getattr(split, part)
+        missing = [s for s in units if s not in known]
+        if len(missing) == len(units):
+            raise DatasetError(f"{data.name}, split {split.name}: none of the {part} {split.unit} are in the data ({', '.join(missing[:5])})")
+        parts.append(np.flatnonzero(np.isin(ids, units)))
+    check_disjoint(data, *parts, where=f"{data.name}, split {split.name}", unit=split.unit)
     return tuple(parts)
 
 
-def check_disjoint(data: LabelledWindows, train: np.ndarray, val: np.ndarray, test: np.ndarray, where: str = "") -> None:
-    """Raise :class:`LeakageError` if any subject has windows in two of the three index sets."""
+def check_disjoint(data: LabelledWindows, train: np.ndarray, val: np.ndarray, test: np.ndarray, where: str = "",
+                   unit: str = "subjects") -> None:
+    """Raise :class:`LeakageError` if any unit (default: subject) has windows in two of the three index sets."""
     names = ("train", "val", "test")
-    sets = [set(data.subjects[i].tolist()) for i in (train, val, test)]
+    ids = data.unit_ids(unit)
+    sets = [set(ids[i].tolist()) for i in (train, val, test)]
     for a in range(3):
         for b in range(a + 1, 3):
             shared = sets[a] & sets[b]
             if shared:
-                raise LeakageError(f"{where or data.name}: subject(s) {', '.join(sorted(shared)[:5])} in both {names[a]} and {names[b]}")
+                what = "subject(s)" if unit == "subjects" else unit
+                raise LeakageError(f"{where or data.name}: {what} {', '.join(sorted(shared)[:5])} in both {names[a]} and {names[b]}")
 
 
 def label_fraction(y: np.ndarray, index: np.ndarray, fraction: float, seed: int) -> np.ndarray:
