@@ -152,7 +152,7 @@ def test_cached_codes_equal_a_direct_encode_and_are_keyed_by_codec(tiny_codec, t
     data = toy_data(n_subjects=3, samples=64)
     first = codec_features(tiny_codec, data, tmp_path)
     again = codec_features(tiny_codec, data, tmp_path)
-    assert len(list(tmp_path.glob("*.npz"))) == 1
+    assert len(list(tmp_path.glob("*/complete.json"))) == 1  # one complete cache directory
     direct = np.asarray(tiny_codec.encode(data.x))  # [N, C, K, T']
     assert np.array_equal(first.codes, np.moveaxis(direct, 2, 3))
     assert np.array_equal(again.codes, first.codes) and np.array_equal(again.pooled, first.pooled)
@@ -160,7 +160,7 @@ def test_cached_codes_equal_a_direct_encode_and_are_keyed_by_codec(tiny_codec, t
     assert np.allclose(first.pooled, emb, atol=1e-5)
     other = Codec.from_preset("tiny", seed=1, init_batch=data.x[:16])
     codec_features(other, data, tmp_path)
-    assert len(list(tmp_path.glob("*.npz"))) == 2
+    assert len(list(tmp_path.glob("*/complete.json"))) == 2
     with pytest.raises(ValueError, match="at 500 Hz but the codec codes 250 Hz"):
         codec_features(tiny_codec, LabelledWindows.build("r", data.x, data.y, data.subjects, data.recordings,
                                                          data.class_names, data.channel_names, 500))
