@@ -111,7 +111,7 @@ TUAB_CHANNELS = ("FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T3", "C3", "CZ", "
 def tuab_copy(tmp_path_factory):
     root = tmp_path_factory.mktemp("tuh_eeg_abnormal") / "v3.0.1"
     written = make_tuab(root)
-    return root, written, tuab.load(root, RATE)
+    return root, written, tuab.load(root, RATE, workdir=root.parent / "windows")
 
 
 def test_tuab_windows_labels_segments_and_partitions(tuab_copy):
@@ -131,8 +131,14 @@ def test_tuab_windows_labels_segments_and_partitions(tuab_copy):
     assert len(data.y) == expected_total
     assert np.bincount(data.y).tolist() == [24, 36]
     assert len(np.unique(data.score_groups())) == expected_total // 2
-    # Robust-normalised and clipped like the codec's pre-training data.
+    # Robust-normalised and clipped like the codec's pre-training data, over each 5-s window (never over
+    # a file: every TUAB file is one class), and written to disk recording by recording (a read-only memmap).
     assert np.abs(data.x).max() <= 10.0 and 0.3 < data.x.std() < 1.0
+    assert data.preprocessing["normalisation_scope"] == "window" and data.preprocessing["flat_window_channels"] == 0
+    q25, median, q75 = np.percentile(np.asarray(data.x, np.float64), [25, 50, 75], axis=-1)
+    np.testing.assert_allclose(median, 0.0, atol=1e-5)
+    np.testing.assert_allclose(q75 - q25, 1.0, rtol=1e-4)
+    assert isinstance(data.x, np.memmap) and not data.x.flags.writeable
     assert data.preprocessing["notch_hz"] == 60.0 and data.preprocessing["band_pass_hz"] == [0.1, 75.0]
 
 
@@ -163,7 +169,7 @@ def test_tuab_reads_linked_ear_montage_and_deeper_folders(tmp_path):
     deeper = written[1].path.parent / "000" / "aaaaaaab" / "s001_2013_08_15" / written[1].path.name
     deeper.parent.mkdir(parents=True)
     written[1].path.rename(deeper)
-    data = tuab.load(tmp_path / "edf", RATE)  # --data may also be the edf/ folder itself
+    data = tuab.load(tmp_path / "edf", RATE, workdir=tmp_path / "windows")  # --data may also be the edf/ folder itself
     assert data.channel_names == TUAB_CHANNELS and len(data.y) == 16
     assert sorted(set(data.recordings)) == ["eval/abnormal/02_tcp_le/000/aaaaaaab/s001_2013_08_15/aaaaaaab_s001_t000",
                                             "train/normal/02_tcp_le/aaaaaaaa_s001_t000"]
@@ -179,7 +185,7 @@ def test_tuab_recording_without_an_electrode_is_an_error_naming_file_and_channel
     assert err.value.channel == "CZ"
     # load skips that file; its class then has no recording left, which is a dataset-level error.
     with pytest.raises(DatasetError, match=r"no recording of class abnormal .*\(1 unusable file\(s\) skipped\)"):
-        tuab.load(tmp_path, RATE)
+        tuab.load(tmp_path, RATE, workdir=tmp_path / "windows")
 
 
 def test_tuab_short_or_flat_recordings_are_skipped_with_a_warning(tmp_path, caplog):
@@ -187,7 +193,7 @@ def test_tuab_short_or_flat_recordings_are_skipped_with_a_warning(tmp_path, capl
                   ("train", "abnormal", "aaaaaaad", 1, 250.0, 8), ("train", "abnormal", "aaaaaaae", 1, 250.0, 40))
     make_tuab(tmp_path, recordings, flat={"aaaaaaae": ("EEG O1-REF",)})
     with caplog.at_level(logging.WARNING), pytest.warns(RuntimeWarning, match="filter_length"):
-        data = tuab.load(tmp_path, RATE)
+        data = tuab.load(tmp_path, RATE, workdir=tmp_path / "windows")
     assert "aaaaaaad_s001_t000.edf is shorter than one 10-s segment; skipped" in caplog.text
     assert "aaaaaaae_s001_t000.edf: channel 'O1': flat signal (interquartile range 0); recording skipped" in caplog.text
     assert sorted(set(data.subjects)) == ["aaaaaaaa", "aaaaaaac"] and len(data.y) == 16
@@ -198,13 +204,13 @@ def test_tuab_short_or_flat_recordings_are_skipped_with_a_warning(tmp_path, capl
 
 def test_tuab_bad_layouts_are_errors_that_show_the_layout(tmp_path):
     with pytest.raises(DatasetError, match=r"no edf/train or edf/eval folder .*edf/\{train,eval\}/\{normal,abnormal\}/01_tcp_ar/"):
-        tuab.load(tmp_path, RATE)
+        tuab.load(tmp_path, RATE, workdir=tmp_path / "windows")
     (tmp_path / "edf" / "train" / "normal").mkdir(parents=True)
     with pytest.raises(DatasetError, match=r"no recordings under .*<subject>_s<session>_t<token>\.edf"):
-        tuab.load(tmp_path, RATE)
+        tuab.load(tmp_path, RATE, workdir=tmp_path / "windows")
     make_tuab(tmp_path, (("train", "normal", "aaaaaaaa", 1, 250.0, 40),))
     with pytest.raises(DatasetError, match="no recording of class abnormal"):
-        tuab.load(tmp_path, RATE)
+        tuab.load(tmp_path, RATE, workdir=tmp_path / "windows")
 
 
 def _windows(subjects, partitions) -> LabelledWindows:
@@ -462,7 +468,7 @@ def _damage(path: Path) -> None:
 def test_tuab_damaged_recording_is_skipped_by_name_and_the_rest_loads(tmp_path):
     written = make_tuab(tmp_path)
     _damage(written[1].path)
-    data = tuab.load(tmp_path, RATE)
+    data = tuab.load(tmp_path, RATE, workdir=tmp_path / "windows")
     assert [f["path"] for f in data.preprocessing["skipped_files"]] == [str(written[1].path)]
     assert data.preprocessing["skipped_files"][0]["reason"]
     for rec in written:

@@ -32,13 +32,23 @@ segment and is skipped with a warning. Classes: ``normal`` (0), ``abnormal`` (1)
 
 Preprocessing -- a documented departure: the original used TUAB data preprocessed outside its
 code. Here: zero-phase FIR band-pass 0.1-75 Hz and a 60-Hz notch (MNE defaults) at the
-recording's own rate, resampling to ``sample_rate``, then per channel the codec's pre-training
-normalisation over the whole recording, ``(x - median) / IQR``, clipped to +-10. Band-pass as
-LaBraM's TUAB script; the notch is at the US mains frequency of these Philadelphia recordings
-(LaBraM notches 50 Hz); the normalisation keeps the codec's input in the range it was trained on
-(TUEG, the same hospital's corpus). A recording with a flat (interquartile range 0, checked
-before filtering) or non-finite channel is skipped with a warning naming the file and channel
-(listed in ``preprocessing["skipped"]``).
+recording's own rate, resampling to ``sample_rate``, then per channel the codec's robust
+normalisation, ``(x - median) / IQR``, clipped to +-10 (the codec's input range), computed over
+each 5-s window on its own (``preprocessing["normalisation_scope"] = "window"``). Not over the
+recording: every TUAB file is one class (normal or abnormal), so statistics over a file would be
+statistics of one class, and normalising by them would remove (or leak) the amplitude differences
+between the classes file by file; a window's own statistics use nothing outside the window being
+classified. A channel flat within a window (IQR under :data:`FLAT_WINDOW_IQR` of the recording's)
+is 0 in that window (counted in ``preprocessing["flat_window_channels"]``). Band-pass as LaBraM's
+TUAB script; the notch is at the US mains frequency of these Philadelphia recordings (LaBraM
+notches 50 Hz). A recording with a flat (interquartile range 0, checked before filtering) or
+non-finite channel is skipped with a warning naming the file and channel (listed in
+``preprocessing["skipped"]``).
+
+Memory: recordings are read and preprocessed one at a time and their windows appended to a
+:class:`~biocodec_jax.evaluation.dataset.WindowStore` on disk (``workdir``, default
+:data:`DEFAULT_WORKDIR`): the returned windows are a read-only memmap, so memory holds one recording
+whatever the corpus's size (the full corpus's windows are ~86 GB).
 
 Splits: the official ``eval`` partition is the test set of every split; the training subjects are
 cut into 5 groups (:data:`N_FOLDS`), each in turn the validation set
@@ -60,7 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+from biocodec_jax.evaluation.dataset import DatasetError, WindowStore
 from data_pipelines.errors import ChannelError, RecordingError
 from data_pipelines.config import PrepareConfig
 from data_pipelines.preprocess import make_windows, preprocess_recording
@@ -82,10 +92,25 @@ CLIP = 10.0
 WINDOW_SECONDS = 5.0
 WINDOWS_PER_SEGMENT = 2  # 10-s scoring segments
 N_FOLDS = 5
+FLAT_WINDOW_IQR = 1e-4  # a channel's IQR in a window, in units of its IQR over the recording, below which it is flat
+DEFAULT_WORKDIR = Path("runs/eval/windows") / NAME  # where load() writes the windows without a workdir
 
 FILE_NAME = re.compile(r"^(?P<subject>[A-Za-z0-9]+)_s(?P<session>\d+)_t(?P<token>\d+)\.edf$", re.IGNORECASE)
 LAYOUT = ("TUAB's layout: <data>/edf/{train,eval}/{normal,abnormal}/01_tcp_ar/<subject>_s<session>_t<token>.edf "
           "(e.g. edf/train/normal/01_tcp_ar/aaaaamye_s001_t000.edf)")
+
+FILES = """\
+Reads: <data>/edf/{train,eval}/{normal,abnormal}/**/<subject>_s<session>_t<token>.edf (any depth below the
+  class folder: 01_tcp_ar/, 02_tcp_le/, v2.0.0's deeper folders); --data is the release folder or edf/ itself.
+  Nothing else (no .csv/.txt lists): label = class folder, partition = train/eval folder, subject = name part.
+Channels: all 21 of EEG FP1 FP2 F7 F3 FZ F4 F8 T3 C3 CZ C4 T4 T5 P3 PZ P4 T6 O1 O2 A1 A2, named
+  'EEG <electrode>-REF' or '-LE'; other signals are ignored. Any sampling rate (resampled).
+Skipped with a warning (listed in results.json): an .edf not named <subject>_s<session>_t<token>.edf;
+  an unreadable/truncated file or one lacking an electrode (preprocessing.skipped_files, with the reason);
+  a recording with a flat or NaN/Inf channel, or shorter than 10 s (preprocessing.skipped).
+Fails the run: --data not a folder; no edf/train or edf/eval folder; no such .edf file; no usable recording;
+  a class (normal/abnormal) with no usable recording; a subject in both train and eval (leakage).
+"""
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +158,35 @@ def read_recording(path: Path):
 
 
 def preprocess(raw, sample_rate: float, path: Path) -> np.ndarray:
-    """Band-pass, notch, resample, then the codec's pre-training normalisation: per channel
-    ``(x - median) / IQR`` over the recording, clipped to +-10 (``[21, T]`` float32), by the
-    function that prepares the codec's training data (:func:`~data_pipelines.preprocess.preprocess_recording`).
+    """Band-pass, notch and resample by the function that prepares the codec's training data
+    (:func:`~data_pipelines.preprocess.preprocess_recording`), without clipping: ``[21, T]`` float32,
+    per channel ``(x - median) / IQR`` over the recording. That scaling is only a change of units:
+    :func:`normalise_windows` then normalises each window by its own statistics, which an affine
+    change of the channel leaves unchanged, so no statistic of the file (one class) reaches a window.
 
     Raises :class:`ChannelError` naming the channel if it holds NaN/Inf or is flat (checked before
     filtering, which would turn a flat line into rounding noise that normalisation then blows up):
     the protocol needs all 21 channels, so the recording is skipped rather than the channel dropped.
     """
     config = PrepareConfig(modality="eeg", sample_rate=float(sample_rate), l_freq=BAND_HZ[0], h_freq=BAND_HZ[1],
-                           min_sample_rate=0.0, clip=CLIP, channels=CHANNELS)
+                           min_sample_rate=0.0, clip=None, channels=CHANNELS)
     # One notch at the mains frequency only (not its harmonics, as PrepareConfig.notch_freq would give).
     return preprocess_recording(raw, config, source=path, min_length=(1, "one sample"), notch_freqs=NOTCH_HZ,
                                 drop_unusable=False).signal
+
+
+def normalise_windows(windows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per window and channel, ``(x - median) / IQR`` of that window, clipped to +-:data:`CLIP`:
+    ``(windows [n, C, W] float32, number of window-channels flat)``. ``windows`` are in units of each
+    channel's IQR over the recording (:func:`preprocess`); a channel whose IQR in a window is under
+    :data:`FLAT_WINDOW_IQR` of that is flat there (a disconnected stretch: normalising it would blow
+    rounding noise up to the full range) and is 0 in that window."""
+    q25, median, q75 = np.percentile(np.asarray(windows, np.float64), [25.0, 50.0, 75.0], axis=-1)
+    iqr = q75 - q25
+    flat = iqr < FLAT_WINDOW_IQR
+    out = (windows - median[..., None]) / np.where(flat, 1.0, iqr)[..., None]
+    out[flat] = 0.0
+    return np.clip(out, -CLIP, CLIP).astype(np.float32), int(flat.sum())
 
 
 def segment_windows(x: np.ndarray, window_samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -158,56 +199,68 @@ def segment_windows(x: np.ndarray, window_samples: int) -> tuple[np.ndarray, np.
     return windows, np.arange(len(windows)) // WINDOWS_PER_SEGMENT
 
 
-def load(data_dir, sample_rate: float, variant: str | None = None):
-    """Every recording's 10-s segments as pairs of 5-s windows, labelled by folder (see the module doc)."""
+def load(data_dir, sample_rate: float, variant: str | None = None, workdir=None):
+    """Every recording's 10-s segments as pairs of 5-s windows, labelled by folder (see the module doc).
+
+    Streams: one recording in memory at a time, its windows appended to a
+    :class:`~biocodec_jax.evaluation.dataset.WindowStore` in ``workdir`` (default
+    :data:`DEFAULT_WORKDIR`); the result's ``x`` is a read-only memmap of a file there.
+    """
     check_variant(NAME, VARIANTS, variant)
     root = edf_root(data_dir)
     recordings = find_recordings(data_dir)
     window_samples = int(round(WINDOW_SECONDS * sample_rate))
-    x, y, subjects, names, segments, partitions, skipped = [], [], [], [], [], [], []
+    store = WindowStore(DEFAULT_WORKDIR if workdir is None else workdir, len(CHANNELS), window_samples)
+    labels, skipped, flat_window_channels = [], [], 0
     unusable = SkippedFiles(NAME)
-    for path, partition, label, subject in recordings:
-        try:
-            raw = read_recording(path)
-        except RecordingError as err:  # unreadable, or lacking an electrode of the protocol
-            unusable(path, err)
-            continue
-        try:
-            signal = preprocess(raw, sample_rate, path)
-        except ChannelError as err:
-            log.warning("%s: %s; recording skipped", NAME, err)
-            skipped.append(f"{path.relative_to(root)}: channel {err.channel!r}: {err.reason}")
-            continue
-        windows, segment = segment_windows(signal, window_samples)
-        if not len(windows):
-            log.warning("%s: %s is shorter than one 10-s segment; skipped", NAME, path)
-            skipped.append(f"{path.relative_to(root)}: shorter than 10 s")
-            continue
-        x.append(windows)
-        segments.append(segment)
-        n = len(windows)
-        y += [label] * n
-        subjects += [subject] * n
-        names += [str(path.relative_to(root).with_suffix(""))] * n
-        partitions += [partition] * n
-    note = f" ({len(unusable.files)} unusable file(s) skipped)" if unusable.files else ""
-    if not x:
-        raise DatasetError(f"{NAME}: none of the {len(recordings)} recordings under {root} gave a 10-s segment{note}")
-    absent = absent_classes(y, CLASS_NAMES)
-    if absent:
-        raise DatasetError(f"{NAME}: no recording of class {', '.join(absent)} under {root}{note}; expected {LAYOUT}")
-    preprocessing = {
-        "channels": "21 referential (-REF/-LE): the 10-20 electrodes and A1, A2",
-        "band_pass_hz": list(BAND_HZ), "notch_hz": NOTCH_HZ,
-        "filter": "FIR, zero-phase (MNE default), at the recording's own rate",
-        "resample_hz": float(sample_rate),
-        "normalisation": f"per-channel (x - median) / IQR over the recording, clipped to +-{CLIP:g}",
-        "window_seconds": WINDOW_SECONDS, "segment_seconds": WINDOW_SECONDS * WINDOWS_PER_SEGMENT,
-        "skipped": skipped,
-    }
-    unusable.record(preprocessing)
-    return LabelledWindows.build(NAME, np.concatenate(x), y, subjects, names, CLASS_NAMES, CHANNELS, sample_rate,
-                                 preprocessing, segments=np.concatenate(segments), partitions=partitions)
+    try:
+        for path, partition, label, subject in recordings:
+            try:
+                raw = read_recording(path)
+            except RecordingError as err:  # unreadable, or lacking an electrode of the protocol
+                unusable(path, err)
+                continue
+            try:
+                signal = preprocess(raw, sample_rate, path)
+            except ChannelError as err:
+                log.warning("%s: %s; recording skipped", NAME, err)
+                skipped.append(f"{path.relative_to(root)}: channel {err.channel!r}: {err.reason}")
+                continue
+            del raw
+            windows, segment = segment_windows(signal, window_samples)
+            if not len(windows):
+                log.warning("%s: %s is shorter than one 10-s segment; skipped", NAME, path)
+                skipped.append(f"{path.relative_to(root)}: shorter than 10 s")
+                continue
+            windows, flat = normalise_windows(windows)
+            flat_window_channels += flat
+            store.append(windows, y=label, subjects=subject, recordings=str(path.relative_to(root).with_suffix("")),
+                         segments=segment, partitions=partition)
+            labels.append(label)
+        note = f" ({len(unusable.files)} unusable file(s) skipped)" if unusable.files else ""
+        if not labels:
+            raise DatasetError(f"{NAME}: none of the {len(recordings)} recordings under {root} gave a 10-s segment{note}")
+        absent = absent_classes(labels, CLASS_NAMES)
+        if absent:
+            raise DatasetError(f"{NAME}: no recording of class {', '.join(absent)} under {root}{note}; expected {LAYOUT}")
+        preprocessing = {
+            "channels": "21 referential (-REF/-LE): the 10-20 electrodes and A1, A2",
+            "band_pass_hz": list(BAND_HZ), "notch_hz": NOTCH_HZ,
+            "filter": "FIR, zero-phase (MNE default), at the recording's own rate",
+            "resample_hz": float(sample_rate),
+            "normalisation": (f"per-channel (x - median) / IQR over each {WINDOW_SECONDS:g}-s window, clipped to "
+                              f"+-{CLIP:g}; not per recording: every TUAB file is one class, so a file's statistics "
+                              "are a class's; a channel flat in a window is 0 there"),
+            "normalisation_scope": "window",
+            "flat_window_channels": flat_window_channels,
+            "window_seconds": WINDOW_SECONDS, "segment_seconds": WINDOW_SECONDS * WINDOWS_PER_SEGMENT,
+            "skipped": skipped,
+        }
+        unusable.record(preprocessing)
+        return store.finish(NAME, CLASS_NAMES, CHANNELS, sample_rate, preprocessing)
+    except BaseException:
+        store.abort()
+        raise
 
 
 make_splits = common.partition_fold_splits(N_FOLDS)
