@@ -389,10 +389,11 @@ def downstream_probe(codec, data_dir: str | Path, train_subjects: Sequence[str],
         data = eegmmi.load(data_dir, codec.sample_rate, "motor_imagery")
     split = fixed_split(train_subjects[:-1], train_subjects[-1:], test_subjects, name="demo")
     results = run_evaluation(
-        data, [split], codec, EvalConfig(methods=("linear_probe",), seeds=1), output_dir=output, progress=progress,
+        data, {"held_out_subject": [split]}, codec, EvalConfig(methods=("linear_probe",), controls=(), seeds=1),
+        output_dir=output, progress=progress,
         info={"task": "eegmmi", "variant": "motor_imagery", "data": str(data_dir)},
     )
-    summary = results["results"]["100%"]["linear_probe"]["summary"]
+    summary = results["results"]["held_out_subject"]["100%"]["linear_probe"]["summary"]
     test = np.isin(data.subjects, list(test_subjects))
     positives = float(np.mean(data.y[test] == 1))
     return {

@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+import scipy.signal
+import scipy.stats
 
 from biocodec_jax.evaluation import metrics
 from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
@@ -176,22 +178,107 @@ def test_runner_scores_every_method_split_and_seed_and_writes_the_report(tiny_co
                         classifier=TokenClassifierConfig(epochs=2, batch_size=16))
     out = run_evaluation(data, splits, tiny_codec, config, tmp_path / "report", tmp_path / "cache", progress=False,
                          info={"variant": "toy"})
-    assert set(out["results"]) == {"1%", "10%", "100%"}
-    for fraction in out["results"].values():
-        for method in ("linear_probe", "token_classifier"):
-            res = fraction[method]
+    assert out["complete"] and set(out["results"]) == {"subject_folds"}  # one list of splits: one protocol
+    results = out["results"]["subject_folds"]
+    assert set(results) == {"1%", "10%", "100%"}
+    for fraction in results.values():
+        # The controls sit beside the methods, scored on the same splits and seeds.
+        assert list(fraction) == ["chance", "random_codec", "handcrafted", "linear_probe", "token_classifier"]
+        for method, res in fraction.items():
             assert len(res["runs"]) == 2 * 3  # seeds x splits
             assert set(res["summary"]) == {"balanced_accuracy", "auroc", "auc_pr"}
             assert np.sum(res["confusion"]) == 2 * len(data.y)  # every window scored once per seed
-    runs = out["results"]["100%"]["linear_probe"]["runs"]
+    runs = results["100%"]["linear_probe"]["runs"]
     by_seed = [np.mean([r["metrics"]["auroc"] for r in runs if r["seed"] == s]) for s in (0, 1)]
-    assert out["results"]["100%"]["linear_probe"]["summary"]["auroc"]["mean"] == pytest.approx(np.mean(by_seed))
-    assert out["results"]["1%"]["linear_probe"]["runs"][0]["train_windows"] == 2  # one window per class
+    summary = results["100%"]["linear_probe"]["summary"]["auroc"]
+    assert summary["mean"] == pytest.approx(np.mean(by_seed))
+    values = [r["metrics"]["auroc"] for r in runs]  # the interval: t over the 6 runs
+    half = scipy.stats.t.ppf(0.975, 5) * np.std(values, ddof=1) / np.sqrt(6)
+    assert summary["ci95"] == pytest.approx([np.mean(values) - half, np.mean(values) + half])
+    chance = results["100%"]["chance"]["summary"]
+    assert chance["balanced_accuracy"]["mean"] == 0.5 and chance["auroc"]["mean"] == 0.5
+    assert results["1%"]["linear_probe"]["runs"][0]["train_windows"] == 2  # one window per class
+    # Gains: paired over (split, seed), for every method over every control.
+    gain = out["gains"]["subject_folds"]["100%"]["linear_probe"]
+    assert set(gain) == {"chance", "random_codec", "handcrafted"} and out["gain_metric"] == "balanced_accuracy"
+    diffs = [r["metrics"]["balanced_accuracy"] - 0.5 for r in runs]
+    assert gain["chance"]["mean"] == pytest.approx(np.mean(diffs)) and gain["chance"]["n"] == 6
+    assert "chance" not in out["gains"]["subject_folds"]["100%"]  # controls get no gain row
     written = json.loads((tmp_path / "report" / "results.json").read_text())
-    assert written["results"]["100%"]["token_classifier"]["summary"] == out["results"]["100%"]["token_classifier"]["summary"]
+    assert written["results"] == json.loads(json.dumps(out["results"])) and written["complete"]
     table = (tmp_path / "report" / "results.md").read_text()
-    assert "BioCodec token classifier" in table and "| 10% |" in table
+    assert "BioCodec token classifier" in table and "| 10% |" in table and "## subject_folds" in table
+    assert "control: random-init codec, linear probe" in table and "BAcc gain vs handcrafted" in table
+    assert "INCOMPLETE" not in table
     assert (tmp_path / "report" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_controls_features_match_direct_computation():
+    from biocodec_jax.evaluation import controls
+
+    rng = np.random.default_rng(0)
+    rate = 250.0
+    t = np.arange(500) / rate
+    x = np.stack([np.stack([np.sin(2 * np.pi * 10 * t), 3 * rng.standard_normal(500)])])  # [1, 2, 500]
+    bp = controls.eeg_band_power(x, rate).reshape(2, 5)
+    assert bp[0].argmax() == 2  # a 10-Hz sine: alpha
+    f, p = scipy.signal.welch(x[0, 1], fs=rate, nperseg=250)
+    beta = np.log(p[(f >= 13) & (f < 30)].sum() * (f[1] - f[0]))
+    assert bp[1, 3] == pytest.approx(beta, rel=1e-5)
+    td = controls.emg_time_domain(x).reshape(2, 3)
+    assert np.exp(td[1]) == pytest.approx([np.sqrt(np.mean(x[0, 1] ** 2)), np.mean(np.abs(x[0, 1])),
+                                           np.mean(np.abs(np.diff(x[0, 1])))], rel=1e-5)
+    assert controls.chance_proba(np.array([0, 0, 1, 1, 1]), 2, 3).tolist() == [[0.4, 0.6, 0.0]] * 2
+    g = controls.gains({"m": [{"split": "a", "seed": 0, "metrics": {"balanced_accuracy": 0.7}},
+                              {"split": "b", "seed": 0, "metrics": {"balanced_accuracy": 0.9}}],
+                        "chance": [{"split": "a", "seed": 0, "metrics": {"balanced_accuracy": 0.5}},
+                                   {"split": "b", "seed": 0, "metrics": {"balanced_accuracy": 0.5}}]})
+    assert g["m"]["chance"]["mean"] == pytest.approx(0.3) and g["m"]["chance"]["n"] == 2
+    lo, hi = g["m"]["chance"]["ci95"]
+    assert lo == pytest.approx(0.3 - scipy.stats.t.ppf(0.975, 1) * np.std([0.2, 0.4], ddof=1) / np.sqrt(2))
+
+
+def test_a_failing_method_is_reported_and_the_others_keep_their_results(tiny_codec, tmp_path, monkeypatch):
+    """One method running out of memory (or failing) must not lose the others' results."""
+    from biocodec_jax.evaluation import runner
+    from biocodec_jax.evaluation.runner import EvalConfig, run_evaluation
+
+    real = runner.fit_token_classifier
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("RESOURCE_EXHAUSTED: asked for 45.9 GB")
+
+    monkeypatch.setattr(runner, "fit_token_classifier", out_of_memory)
+    data = toy_data(n_subjects=4, samples=64)
+    splits = {"a": subject_folds(data.subjects, 3, seed=0), "b": subject_folds(data.subjects, 4, seed=1)}
+    out = run_evaluation(data, splits, tiny_codec, EvalConfig(methods=("linear_probe", "token_classifier"), seeds=1,
+                                                             controls=("chance",)),
+                         tmp_path / "report", progress=False)
+    assert set(out["results"]) == {"a", "b"}
+    for protocol in ("a", "b"):
+        assert set(out["results"][protocol]["100%"]) == {"chance", "linear_probe"}
+        assert "RESOURCE_EXHAUSTED" in out["failed_methods"][protocol]["token_classifier"]
+    table = (tmp_path / "report" / "results.md").read_text()
+    assert "**BioCodec token classifier failed** (a)" in table and "| BioCodec token classifier | failed |" in table
+    assert real is not out_of_memory
+
+
+def test_partial_results_are_written_after_every_split_and_marked_incomplete(tiny_codec, tmp_path, monkeypatch):
+    from biocodec_jax.evaluation import runner
+    from biocodec_jax.evaluation.runner import EvalConfig, run_evaluation
+
+    seen = []
+    real = runner.write_report
+
+    def spy(results, output_dir, figures=True):
+        seen.append((results["complete"], sum(len(r["runs"]) for r in results["results"]["subject_folds"]["100%"].values())))
+        return real(results, output_dir, figures)
+
+    monkeypatch.setattr(runner, "write_report", spy)
+    data = toy_data(n_subjects=3, samples=64)
+    run_evaluation(data, subject_folds(data.subjects, 3), tiny_codec,
+                   EvalConfig(methods=("linear_probe",), seeds=1, controls=("chance",)), tmp_path, progress=False)
+    assert seen == [(False, 2), (False, 4), (False, 6), (True, 6)]
 
 
 def test_runner_refuses_a_split_whose_test_subjects_lack_a_class(tiny_codec):
@@ -215,7 +302,7 @@ def test_results_of_a_partial_dataset_say_so_and_name_the_files():
     prep = skipped.record({"band_pass_hz": [0.5, 40]})
     assert prep["skipped_files"] == [{"path": "S003/S003R04.edf", "reason": "truncated or damaged"}]
     results = {"task": "eegmmi", "data": {"summary": "2 subjects", "scoring_units": 2, "preprocessing": prep},
-               "config": {"protocol": "full", "seeds": 1}, "splits": [{}]}
+               "config": {"protocol": "full", "seeds": 1}, "protocols": {"subject_folds": {"unit": "subjects", "splits": [{}]}}}
     header = _header(results)
     assert "**partial dataset**: 1 file(s)" in header and "`S003/S003R04.edf` (truncated or damaged)" in header
     assert "partial" not in _header({**results, "data": {**results["data"], "preprocessing": {}}})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ import yaml
 from biocodec_jax.codec import Codec
 from biocodec_jax.config import apply_overrides, dataclass_from_dict, save_config, to_dict
 from biocodec_jax.evaluation.dataset import DatasetError
-from biocodec_jax.evaluation.runner import CODEC_METHODS, EvalConfig, run_evaluation
+from biocodec_jax.evaluation.runner import CODEC_METHODS, DEFAULT_PROTOCOL, EvalConfig, run_evaluation
 from biocodec_jax.evaluation.splits import partition_holdout_folds, subject_folds
 from data_pipelines.channels import pick_channels
 from data_pipelines.errors import ChannelError, RecordingError
@@ -43,13 +44,31 @@ EXAMPLES = """examples:
 
 
 def build_parser(task: ModuleType, prog: str | None = None) -> argparse.ArgumentParser:
+    """The command line of ``task``: the options every task shares, then the task's own.
+
+    A task module may define ``add_arguments(parser)``, which adds its own options (each with a
+    default: a run without them is the task's default protocol); they are shown under "<task>
+    options", and ``main`` passes the parsed values to ``task.load`` as keyword arguments (only the
+    options the task declared; their names are in ``args.task_options``). The epilog prints the
+    task's ``FILES`` (which files of the publisher's distribution it reads and how it checks them),
+    when it has one, then the examples.
+    """
     variants = tuple(task.VARIANTS)
+    # The task's options on a parser of their own first: their names are what that parser parses
+    # from no arguments, and they join the command line as its parent (a titled group of their own).
+    options = argparse.ArgumentParser(add_help=False)
+    add_arguments = getattr(task, "add_arguments", None)
+    if add_arguments is not None:
+        add_arguments(options.add_argument_group(f"{task.NAME} options"))
+    task_options = tuple(vars(options.parse_args([])))
+    files = getattr(task, "FILES", None)
+    epilog = (f"files read:\n{textwrap.indent(textwrap.dedent(files).strip(), '  ')}\n\n" if files else "") + EXAMPLES
     parser = argparse.ArgumentParser(
         prog=prog or f"python -m experiments.tasks.{task.NAME}",
         description=(task.__doc__ or "").strip().split("\n\n")[0],
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[options],
     )
-    parser.add_argument("--data", required=True, help="the dataset as its publisher distributes it")
+    parser.add_argument("--data", required=True, help="the dataset as its publisher distributes it (see 'files read')")
     parser.add_argument("--codec", help="our codec dir, a training workdir, or the original's .pt/.npz; "
                         "not needed with --methods eegnet,shallow")
     parser.add_argument("--variant", choices=variants, default=variants[0], help=f"sub-protocol (default {variants[0]})")
@@ -64,6 +83,7 @@ def build_parser(task: ModuleType, prog: str | None = None) -> argparse.Argument
     parser.add_argument("--cache", help="code cache directory (default runs/eval/code_cache)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the subject folds (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(task_options=task_options)
     return parser
 
 
@@ -196,9 +216,11 @@ def main(task: ModuleType, argv: Sequence[str] | None = None, prog: str | None =
 
     started = time.time()
     try:
-        data = task.load(args.data, sample_rate, args.variant)
+        data = task.load(args.data, sample_rate, args.variant, **{k: getattr(args, k) for k in args.task_options})
         log.info("%s (read in %.0f s)", data.summary(), time.time() - started)
         splits = task.make_splits(data, args.variant, args.split_seed)
+        if not isinstance(splits, dict):  # one protocol: the task names it (PROTOCOL), else subject folds
+            splits = {getattr(task, "PROTOCOL", DEFAULT_PROTOCOL): splits}
         output.mkdir(parents=True, exist_ok=True)
         save_config(config, output / "config.yaml")
         with open(output / "config.yaml", "a") as f:
@@ -206,12 +228,13 @@ def main(task: ModuleType, argv: Sequence[str] | None = None, prog: str | None =
                     f"codec: {args.codec}, split_seed: {args.split_seed}\n")
         info = {"variant": args.variant, "data_dir": str(args.data), "codec": args.codec, "split_seed": args.split_seed,
                 "codec_preset": None if codec is None else codec.config.preset}
-        run_evaluation(data, splits, codec, config, output, cache, progress=not args.no_progress, info=info)
+        run_evaluation(data, splits, codec, config, output, cache, progress=not args.no_progress, info=info,
+                       modality=task.MODALITY)
     except (DatasetError, RecordingError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print((output / "results.md").read_text())
-    print(f"wrote {output}/results.json, results.md, confusion_matrix.png in {time.time() - started:.0f} s "
+    print(f"wrote {output}/results.json, results.md, confusion_matrix*.png in {time.time() - started:.0f} s "
           f"(eval config: {output}/config.yaml; {to_dict(config)['protocol']} protocol)")
     return 0
 
