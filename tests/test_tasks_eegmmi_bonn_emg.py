@@ -272,35 +272,55 @@ def test_bonn_on_shared_data():
 
 # --------------------------------------------------------------------------------------------- myo
 
-def write_myo(root: Path, participants=("111", "222", "333"), cycles: int = 2, amplitude: int = 40):
-    """Myo files as published: each gesture file alternates 5 s of rest (label 0) and 5 s of gesture."""
+def write_myo(root: Path, participants=("111", "222", "333"), cycles: int = 2, amplitude: int = 40, sessions=(1,)):
+    """Myo files as published: each gesture file alternates 5 s of rest (label 0) and 5 s of gesture
+    (``cycles`` times); one folder ``<participant>-<session>`` per session."""
     rng = np.random.default_rng(0)
     for p in participants:
-        folder = root / f"{p}-1"
-        folder.mkdir(parents=True)
-        for g in range(8):
-            labels = np.tile(np.repeat([0, g], 1000), cycles)  # 200 Hz
-            scale = np.where(labels > 0, amplitude, 5)[:, None]
-            emg = np.clip(np.round(rng.normal(size=(len(labels), 8)) * scale), -128, 127)
-            np.savetxt(folder / f"{g}.txt", np.column_stack([emg, labels]), fmt="%d", delimiter=",")
+        for session in sessions:
+            folder = root / f"{p}-{session}"
+            folder.mkdir(parents=True)
+            for g in range(8):
+                labels = np.tile(np.repeat([0, g], 1000), cycles)  # 200 Hz
+                scale = np.where(labels > 0, amplitude, 5)[:, None]
+                emg = np.clip(np.round(rng.normal(size=(len(labels), 8)) * scale), -128, 127)
+                np.savetxt(folder / f"{g}.txt", np.column_stack([emg, labels]), fmt="%d", delimiter=",")
     return root
+
+
+def check_leave_one_participant_out(data, splits):
+    """Each participant is tested once, on all its windows, and is then in neither train nor
+    validation; every split is leak-free by its unit and uses every window."""
+    assert [s.name for s in splits] == [f"{p}-test" for p in sorted(set(data.subjects))]
+    for split, participant in zip(splits, sorted(set(data.subjects))):
+        train, val, test = split_indices(data, split)  # raises on a unit in two parts
+        np.testing.assert_array_equal(test, np.flatnonzero(data.subjects == participant))
+        assert participant not in set(data.subjects[np.concatenate([train, val])])
+        assert len(train) + len(val) + len(test) == len(data.y)
 
 
 @pytest.fixture(scope="module")
 def myo_gestures(tmp_path_factory):
-    return emg_gestures.load(write_myo(tmp_path_factory.mktemp("myo") / "myo"), 1000, "myo")
+    return emg_gestures.load(write_myo(tmp_path_factory.mktemp("myo") / "myo", sessions=(1, 2)), 1000, "myo")
 
 
 def test_myo_gesture_windows(myo_gestures):
     data = myo_gestures
-    # 3 participants x 7 gesture files x 2 blocks x 4 one-s windows (5-s block, >= 0.4 s margins).
-    assert data.x.shape == (168, 8, 1000)
+    # 3 participants x 2 sessions x 7 gesture files x 2 blocks x 4 one-s windows (5-s block, >= 0.4 s margins).
+    assert data.x.shape == (336, 8, 1000)
     assert data.class_names == emg_gestures.MYO_GESTURES and data.channel_names == tuple(f"EMG{i}" for i in range(1, 9))
-    np.testing.assert_array_equal(np.bincount(data.y), [24] * 7)
+    np.testing.assert_array_equal(np.bincount(data.y), [48] * 7)
     assert sorted(set(data.subjects)) == ["111", "222", "333"]
     # Labels follow the file's gesture; no window of 0.txt (all rest).
     np.testing.assert_array_equal(data.y + 1, [int(r.split("/")[1]) for r in data.recordings])
-    assert data.x.std(axis=2).min() > 1.0  # gesture bursts only (rest is 8x quieter after the file z-score)
+    # The session is the recording's folder; the repetition its gesture block (four windows each).
+    np.testing.assert_array_equal(data.sessions, [r.split("/")[0] for r in data.recordings])
+    assert sorted(set(data.sessions)) == [f"{p}-{s}" for p in ("111", "222", "333") for s in (1, 2)]
+    keys, counts = np.unique(np.char.add(data.recordings, data.repetitions.astype(str)), return_counts=True)
+    assert sorted(set(data.repetitions)) == [1, 2] and len(keys) == 84 and set(counts) == {4}
+    assert data.preprocessing["normalisation_scope"] == "participant-session"
+    # Gesture bursts only: z-scored over the session (rest included), a burst's SD is well above 1.
+    assert data.x.std(axis=2).min() > 1.0
 
 
 def test_myo_rest_class_and_window_placement(tmp_path):
@@ -313,15 +333,22 @@ def test_myo_rest_class_and_window_placement(tmp_path):
     in_gesture_file = np.char.endswith(data.recordings.astype(str), "/0") == False  # noqa: E712
     assert data.x[rest & in_gesture_file].std(axis=2).max() < 0.6
     assert data.x[gesture].std(axis=2).min() > 1.0
+    # A rest block belongs to the gesture block after it; 0.txt (20 s, no gesture) counts 10-s stretches.
+    np.testing.assert_array_equal(data.repetitions[rest & in_gesture_file], np.tile(np.repeat([1, 2], 4), 7))
+    assert sorted(set(data.repetitions[~in_gesture_file])) == [1, 2]
 
 
-def test_myo_three_participants_give_three_folds(myo_gestures):
+def test_myo_protocols(myo_gestures):
+    # More in tests/test_task_emg_protocols.py.
     data = myo_gestures
-    splits = emg_gestures.make_splits(data, "myo", seed=0)
-    check_folds(data, splits, 3)
-    assert all(len(s.train) == len(s.val) == len(s.test) == 1 for s in splits)
-    with pytest.raises(DatasetError, match="at least 3 subjects"):
-        emg_gestures.make_splits(data.subset(data.subjects != "111"))
+    protocols = emg_gestures.make_splits(data, "myo", seed=0)
+    assert sorted(protocols) == ["leave_one_participant_out", "within_participant"]
+    assert [s.name for s in protocols["within_participant"]] == [f"{p}-test{s}" for p in ("111", "222", "333") for s in (1, 2)]
+    check_leave_one_participant_out(data, protocols["leave_one_participant_out"])
+    one = data.subset(data.subjects == "111")
+    assert list(emg_gestures.make_splits(one)) == ["within_participant"]  # one participant: no cross-subject
+    with pytest.raises(DatasetError, match="at least 2 sessions.*at least 2 participants"):
+        emg_gestures.make_splits(one.subset(one.sessions == "111-1"))
 
 
 def test_myo_bundled_rest_only_recordings_and_bad_files(tmp_path):
@@ -341,14 +368,18 @@ def test_myo_bundled_rest_only_recordings_and_bad_files(tmp_path):
 
 @needs_shared
 def test_myo_on_shared_data(tmp_path):
-    # The first session of each participant (all nine take ~5 s here): six 5-s blocks per gesture file.
+    # The first session of each participant: six 5-s blocks per gesture file. (All nine sessions
+    # and the protocols: tests/test_task_emg_protocols.py.)
     root = link_subjects(SHARED / "myo_emg", tmp_path / "myo", ["12345-1", "21547-1", "45612-1"])
     data = emg_gestures.load(root, 1000, "myo")
     assert data.x.shape[1:] == (8, 1000) and sorted(set(data.subjects)) == ["12345", "21547", "45612"]
     per_file = {r: int((data.recordings == r).sum()) for r in set(data.recordings)}
     assert len(per_file) == 21 and all(20 <= n <= 24 for n in per_file.values())  # 3-4 windows per block
     np.testing.assert_array_equal(data.y + 1, [int(r.split("/")[1]) for r in data.recordings])
-    check_folds(data, emg_gestures.make_splits(data), 3)
+    assert set(data.repetitions) == {1, 2, 3, 4, 5, 6}
+    protocols = emg_gestures.make_splits(data)
+    assert list(protocols) == ["leave_one_participant_out"]  # one session each: no cross-session protocol
+    check_leave_one_participant_out(data, protocols["leave_one_participant_out"])
 
 
 # ----------------------------------------------------------------------------------------- ninapro
@@ -398,7 +429,12 @@ def test_ninapro_db5_global_movements_and_windows(tmp_path):
         local = data.y[pick] - (12 if "_E2_" in recording else 0)  # the id written into channel 0
         level = data.x[pick, 0].mean(axis=1)
         assert np.corrcoef(local, level)[0, 1] > 0.999, recording
-    check_folds(data, emg_gestures.make_splits(data, "ninapro"), 3)
+    np.testing.assert_array_equal(data.repetitions, np.tile([1, 2], 3 * 29))
+    assert data.preprocessing["normalisation_scope"] == "participant-session"
+    # Two repetitions: no publisher's split (it tests on 2 and 5, trains on two or more); cross-subject only.
+    protocols = emg_gestures.make_splits(data, "ninapro")
+    assert list(protocols) == ["leave_one_participant_out"]
+    check_leave_one_participant_out(data, protocols["leave_one_participant_out"])
 
 
 def test_ninapro_db2_layout_rate_and_skipped_exercise(tmp_path):
@@ -415,8 +451,8 @@ def test_ninapro_db2_layout_rate_and_skipped_exercise(tmp_path):
     level = data.x[:, 0].mean(axis=1)
     for s in ("DB2_S1", "DB2_S2", "DB2_S3"):
         assert np.all(np.diff(level[data.subjects == s]) > 0)  # windows in movement order, one per repetition
-    with pytest.raises(DatasetError, match="at least 3 subjects"):
-        emg_gestures.make_splits(data.subset(data.subjects != "DB2_S1"))
+    with pytest.raises(DatasetError, match="subject DB2_S1 has repetitions \\[1\\].*at least 2 participants"):
+        emg_gestures.make_splits(data.subset(data.subjects == "DB2_S1"))
 
 
 def test_ninapro_exercise_local_ids_are_made_global(tmp_path):

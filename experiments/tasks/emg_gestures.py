@@ -1,12 +1,24 @@
-"""EMG gesture recognition: the Myo armband readings, or Ninapro DB2 / DB3 / DB5.
+"""EMG gesture recognition (Myo armband readings, or Ninapro DB2 / DB3 / DB5): reads the publisher's
+files (Myo: every ``<participant>-<session>/<gesture>.txt``, 8 EMG columns and a label per line;
+Ninapro: ``S<n>_E<e>_A1.mat`` with ``emg``, ``restimulus``, ``rerepetition``), z-scores each
+channel over each participant-session (all of its files, rest included; never per file, since a
+Myo file holds one gesture), cuts 1-s windows inside the labelled gesture blocks, and scores two
+protocols: ``within_participant`` (Myo: MOABB's cross-session, leave one session of a participant
+out; Ninapro: within-session, the publisher's repetition split) and ``leave_one_participant_out``
+(MOABB's cross-subject).
 
 Both variants: the signal is resampled to the EMG codec's rate (``sample_rate``, 1 kHz), each
-channel z-scored over its whole recording (file), and non-overlapping 1-s windows
+channel z-scored with the mean and SD of every resampled sample of its participant-session (Myo:
+the session folder's files, rest and the all-rest ``0.txt`` included; Ninapro: every exercise file
+read of the subject, who is recorded in one session), and non-overlapping 1-s windows
 (:data:`WINDOW_SECONDS`) are cut inside each labelled gesture block, centred in the block; a window
-never spans two blocks. No filtering (the original's EMG protocol: per-channel z-score, EMG codec).
+never spans two blocks. No filtering. Until issue 19 each file was z-scored on its own; a Myo file
+holds exactly one gesture, so that normalised the per-channel amplitude pattern (the main gesture
+feature) away per class and every method sat at chance. A channel flat over a whole
+participant-session skips the session's files, each with the reason (the channel and the files).
 Rest is not a class by default (:data:`INCLUDE_REST`): in both datasets it fills about half of the
 recording time, 7-10 times any one gesture, and "which gesture" is the question asked.
-``load(..., include_rest=True)`` adds it as class 0.
+``load(..., include_rest=True)`` (``--include-rest``) adds it as class 0.
 
 ``myo`` (default)
     Raw surface EMG of a Myo armband, github.com/aljazfrancic/myo-readings-dataset (MIT). Layout
@@ -17,15 +29,18 @@ recording time, 7-10 times any one gesture, and "which gesture" is the question 
         <participant>-<session>/<gesture>.txt      e.g. 12345-1/0.txt ... 12345-1/7.txt
         _readings_right_hand/12345-1/0.txt ...     as published (and _readings_left_hand/...)
 
-    The recording id is the path below ``--data``, so the hand folder stays in it.
+    The recording id is the path below ``--data``, so the hand folder stays in it; the session
+    is the recording id's folder (``_readings_right_hand/12345-1``), the subject the participant.
     Comma-separated lines: 8 EMG channels (int8) then the label, about 200 Hz
     (:data:`data_pipelines.datasets.myo.SAMPLE_RATE`), about 60 s a file. Within a file the label
-    alternates every 5 s between 0 (rest) and the file's gesture (``0.txt`` is all rest). Classes:
-    the 7 gestures (:data:`MYO_GESTURES`). The labels follow the on-screen cue, not the movement,
-    so windows keep at least :data:`MYO_EDGE_SECONDS` (0.4 s; about 0.5 s for a 5-s block) from
-    each block edge, where the hand is still moving between postures: a 5-s block gives four 1-s
-    windows. The subject is the participant. 200 Hz EMG carries nothing above 100 Hz: upsampling
-    to 1 kHz adds no content; say so when reporting.
+    alternates every 5 s between 0 (rest) and the file's gesture (``0.txt`` is all rest): six
+    gesture blocks a file, its *repetitions* 1-6 (a rest block belongs to the gesture block after
+    it; in a file without gesture, repetition ``k`` is its ``k``-th 10-s stretch,
+    :data:`MYO_CYCLE_SECONDS`). Classes: the 7 gestures (:data:`MYO_GESTURES`). The labels follow
+    the on-screen cue, not the movement, so windows keep at least :data:`MYO_EDGE_SECONDS` (0.4 s;
+    about 0.5 s for a 5-s block) from each block edge, where the hand is still moving between
+    postures: a 5-s block gives four 1-s windows. 200 Hz EMG carries nothing above 100 Hz:
+    upsampling to 1 kHz adds no content; say so when reporting.
 
 ``ninapro``
     Ninapro (ninapro.hevs.ch) databases 2, 3 and 5, the ``.mat`` files as published::
@@ -47,11 +62,31 @@ recording time, 7-10 times any one gesture, and "which gesture" is the question 
     ids (18..40), recognised because none is at or below the offset. Classes: every movement of the
     exercises present (``M1`` ... ``M52``). A window lies inside one repetition (a block of constant
     ``restimulus``/``rerepetition``); the relabelled blocks already follow the movement, so no
-    edge margin. The subject is the ``S<n>`` of the file name with its database (``DB2_S1``).
+    edge margin. The subject is the ``S<n>`` of the file name with its database (``DB2_S1``); its
+    repetition is ``rerepetition`` (a rest block takes the repetition before it).
 
-Splits: subject folds (:func:`~biocodec_jax.evaluation.splits.subject_folds`): 5, or one per
-subject with fewer (3 Myo participants: test on one, validate on another, train on the third);
-at least 3 subjects.
+Protocols (:func:`make_splits`; each scored on its own, its name the key in ``results.json``), in
+MOABB's terms (within-session / cross-session / cross-subject):
+
+``within_participant``
+    Myo: MOABB's *cross-session* evaluation. For each participant with at least two sessions,
+    each session in turn is the test set (every window of it); the participant's other sessions
+    train, except the last gesture repetition of each of them, which validates (split unit
+    ``session_repetitions``, ids ``12345-1/rep6``; split names ``12345-test3``). Ninapro: the
+    publisher's protocol, *within-session* (each subject is recorded in one session): per
+    subject, repetitions 2, 5, 7 test and 1, 3, 4, 6, 8, 9, 10 train (DB2/DB3/DB5 record 6
+    repetitions: 2, 5 test and 1, 3, 4, 6 train, their papers' split); the last training
+    repetition present (10, or 6) is held out of training to validate, so the test set is
+    exactly the publisher's (unit ``subject_repetitions``, ids ``DB5_S1/rep2``; one split per
+    subject, named by it). Repetitions above 10 are not used.
+``leave_one_participant_out``
+    MOABB's *cross-subject* evaluation: each participant in turn is the test set (all its
+    windows); the others train, except their last repetition (Ninapro: the last training
+    repetition, 10 or 6), which validates (unit ``subject_repetitions``). Needs two
+    participants.
+
+A protocol the data cannot support (no participant with two sessions; one participant) is left
+out with a warning; :class:`DatasetError` if none can be run.
 """
 
 from __future__ import annotations
@@ -59,6 +94,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +102,7 @@ import numpy as np
 import scipy.io
 
 from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
+from biocodec_jax.evaluation.splits import Split
 from data_pipelines.datasets.generic import walk_files
 from data_pipelines.datasets.myo import CHANNEL_NAMES, MyoDataset, N_CHANNELS, SAMPLE_RATE
 from data_pipelines.errors import ChannelError, RecordingError
@@ -78,12 +115,39 @@ NAME = "emg_gestures"
 MODALITY = "emg"
 VARIANTS = ("myo", "ninapro")
 
+FILES = """\
+myo: every <participant>-<session>/<gesture>.txt at any depth under --data (the published repository:
+  _readings_right_hand/12345-1/0.txt ... 7.txt). Each line: 8 EMG values, then the label, comma-separated
+  (about 200 Hz); labels 0 (rest) .. 7, one gesture per file. Skipped with the reason (listed in
+  results.json): a file that is not CSV, has another column count or a label outside 0..7, and every file
+  of a session with a channel flat over the whole session. Other files are named in a warning and passed
+  over (README, LICENSE, *.md, images silently). The run fails if no gesture window is left or a gesture
+  has no window.
+ninapro: every S<n>_E<e>_A1.mat (or S<n>_A1_E<e>.mat) under --data; the database from the nearest DB<n>
+  folder, else the channel count (12: DB2, 16: DB5). Variables: emg [samples, channels] (12 for DB2/DB3,
+  16 for DB5), restimulus and rerepetition (one per sample), frequency if present (else 2000 / 200 Hz).
+  Exercises: DB2/DB3 E1-E2, DB5 E1-E3 (others are logged and skipped). Skipped with the reason: an
+  unreadable file, a missing variable, a wrong channel count or length, movement ids outside the
+  exercise. The run fails on databases with different channel counts, no window, or a movement without
+  a window.
+normalisation: per-channel z-score over each participant-session (all its files, rest included), never
+  per file.
+"""
+
 WINDOW_SECONDS = 1.0
 INCLUDE_REST = False
-N_FOLDS = 5
 
 MYO_GESTURES = ("flexion", "extension", "radial deviation", "ulnar deviation", "pronation", "supination", "fist")
 MYO_EDGE_SECONDS = 0.4
+MYO_CYCLE_SECONDS = 10.0  # one rest + gesture cycle of a Myo file: the repetition of a file without gesture
+
+# The Ninapro publishers' repetition split (DB1's 10 repetitions; DB2/DB3/DB5 record 6, and
+# the same lists restricted to 1-6 are their papers' split: 1, 3, 4, 6 train, 2, 5 test).
+NINAPRO_TRAIN_REPETITIONS = (1, 3, 4, 6, 8, 9, 10)
+NINAPRO_TEST_REPETITIONS = (2, 5, 7)
+
+NORMALISATION = "per-channel z-score over each participant-session (all its files, rest included), never per file"
+NORMALISATION_SCOPE = "participant-session"
 
 
 @dataclass(frozen=True)
@@ -112,7 +176,6 @@ NINAPRO_LAYOUT = "Ninapro's layout: <data>/DB2_s1/S1_E1_A1.mat ... (DB2/DB3) or 
 log = logging.getLogger(__name__)
 
 
-
 # ---------------------------------------------------------------------------------------- shared
 
 def label_blocks(labels: np.ndarray, *keys: np.ndarray) -> list[tuple[int, int, int]]:
@@ -136,31 +199,97 @@ def block_window_starts(start: float, stop: float, window: int, margin: float) -
     return [offset + i * window for i in range(n)]
 
 
-def zscore_channels(x: np.ndarray, channel_names, source) -> np.ndarray:
-    """Each channel of ``x`` ``[C, T]`` z-scored over the recording; :class:`ChannelError` if flat."""
-    sd = x.std(axis=1)
-    flat = np.flatnonzero(sd == 0)
-    if flat.size:
-        raise ChannelError(source, channel_names[int(flat[0])], "flat signal (standard deviation 0); cannot z-score")
-    return ((x - x.mean(axis=1, keepdims=True)) / sd[:, None]).astype(np.float32)
+def rest_repetitions(repetitions: list[int], moving: list[bool], after: bool) -> list[int]:
+    """Each block's repetition, rest blocks (``moving`` False) given one of a movement block:
+    the next movement block's (``after``; Myo, where rest precedes its gesture) or the previous
+    one's (Ninapro, where rest follows its repetition), else the nearest one on the other side.
+    Unchanged if no block moves."""
+    out = list(repetitions)
+    moves = [i for i, m in enumerate(moving) if m]
+    if not moves:
+        return out
+    for i, m in enumerate(moving):
+        if m:
+            continue
+        later = [j for j in moves if j > i]
+        earlier = [j for j in moves if j < i]
+        if after:
+            out[i] = repetitions[later[0]] if later else repetitions[earlier[-1]]
+        else:
+            out[i] = repetitions[earlier[-1]] if earlier else repetitions[later[0]]
+    return out
 
 
-def resampled_windows(emg: np.ndarray, channel_names, source_rate: float, sample_rate: float, blocks, margin_s: float, source):
-    """Resample ``emg`` ``[C, T]`` to ``sample_rate``, z-score it, and cut the windows of each
-    ``(start, stop, label)`` block (source-rate samples). Returns ``(windows, labels)``."""
+def channel_moments(x: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(n, mean, m2)`` of each channel of ``x`` ``[C, T]`` (``m2``: sum of squared deviations),
+    float64, to be pooled over the files of a session by :func:`pool_moments`."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=1)
+    return x.shape[1], mean, ((x - mean[:, None]) ** 2).sum(axis=1)
+
+
+def pool_moments(a, b):
+    """The moments of two sets of samples together (Chan et al.'s pairwise update); ``a`` may be None."""
+    if a is None:
+        return b
+    (na, ma, sa), (nb, mb, sb) = a, b
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * (nb / n), sa + sb + delta ** 2 * (na * nb / n)
+
+
+def resampled(emg: np.ndarray, channel_names, source_rate: float, sample_rate: float, source) -> np.ndarray:
+    """``emg`` ``[C, T]`` resampled to ``sample_rate`` (float64, not normalised)."""
     # Not data_pipelines.preprocess.preprocess_recording (the codec's training-data path): this task
-    # z-scores each file (mean / SD; its rule until issue 19) and keeps all 8 (Myo) or every (NinaPro)
-    # channel in order, where that one normalises by median / IQR with clipping and drops unusable
-    # channels. Resampling is the shared step, filter_and_resample.
+    # z-scores over each participant-session (mean / SD) and keeps all 8 (Myo) or every (Ninapro)
+    # channel in order, where that one normalises each recording by median / IQR with clipping and
+    # drops unusable channels. Resampling is the shared step, filter_and_resample.
     raw = filter_and_resample(raw_from_array(emg, list(channel_names), source_rate, "emg", source), sample_rate)
-    x = zscore_channels(raw.get_data(), channel_names, source)
+    return raw.get_data()
+
+
+def cut_windows(x: np.ndarray, blocks, source_rate: float, sample_rate: float, margin_s: float):
+    """The windows of each ``(start, stop, label, repetition)`` block (source-rate samples) of ``x``
+    ``[C, T]`` (at ``sample_rate``): ``(windows, labels, repetitions, starts)``, windows float32
+    copies, starts in ``sample_rate`` samples. A block's repetition None: the window's
+    :data:`MYO_CYCLE_SECONDS` stretch of the file (1-based)."""
     ratio, window = sample_rate / source_rate, int(round(WINDOW_SECONDS * sample_rate))
-    windows, labels = [], []
-    for start, stop, label in blocks:
+    windows, labels, repetitions, starts = [], [], [], []
+    for start, stop, label, repetition in blocks:
         for s in block_window_starts(start * ratio, min(stop * ratio, x.shape[1]), window, margin_s * sample_rate):
-            windows.append(x[:, s:s + window])
+            windows.append(x[:, s:s + window].astype(np.float32))
             labels.append(label)
-    return windows, labels
+            repetitions.append(repetition if repetition is not None
+                               else 1 + int((s + window / 2) / sample_rate // MYO_CYCLE_SECONDS))
+            starts.append(s)
+    return windows, labels, repetitions, starts
+
+
+def zscore_sessions(windows: list[np.ndarray], sessions: list[str], moments: dict, files: dict, channel_names,
+                    unusable: SkippedFiles) -> list[bool]:
+    """Z-score each window in place with its session's per-channel mean and SD (``moments[session]``,
+    pooled over every sample of the session's ``files[session]``). Returns which windows are kept: a
+    session with a channel flat over all its files is dropped, each of its files listed in ``unusable``
+    with a :class:`ChannelError` naming the channel and the session's files."""
+    scale = {}
+    for session, (n, mean, m2) in moments.items():
+        sd = np.sqrt(m2 / n)
+        flat = np.flatnonzero(~(sd > 0))
+        if flat.size:
+            names = ", ".join(Path(p).name for p in files[session])
+            for path in files[session]:
+                unusable(path, ChannelError(path, channel_names[int(flat[0])],
+                                            f"flat over the whole session {session} (its {len(files[session])} "
+                                            f"file(s): {names}); cannot z-score the session"))
+            continue
+        scale[session] = (mean[:, None], sd[:, None])
+    keep = []
+    for i, (w, session) in enumerate(zip(windows, sessions)):
+        if session in scale:
+            mean, sd = scale[session]
+            windows[i] = ((w - mean) / sd).astype(np.float32)
+        keep.append(session in scale)
+    return keep
 
 
 def _skipped_note(skipped) -> str:
@@ -175,6 +304,10 @@ def _check_classes(name: str, y: list[int], class_names, root: Path, skipped=Non
     absent = [c for i, c in enumerate(class_names) if i not in set(y)]
     if absent:
         raise DatasetError(f"{name}: no window of class(es) {', '.join(absent)} under {root}{_skipped_note(skipped)}")
+
+
+def _kept(keep: list[bool], *lists: list) -> list[list]:
+    return [[v for v, k in zip(values, keep) if k] for values in lists]
 
 
 # -------------------------------------------------------------------------------------------- myo
@@ -195,6 +328,24 @@ def read_myo(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return table[:, :N_CHANNELS].T, labels.astype(np.int64)
 
 
+def myo_blocks(labels: np.ndarray) -> list[tuple[int, int, int, int | None]]:
+    """``(start, stop, label, repetition)`` of each labelled block of a Myo file (samples, stop
+    exclusive). Gesture block ``k`` is repetition ``k``; a rest block belongs to the gesture block
+    after it (the last one's after the last); in a file without gesture the repetition is None (per
+    window: its :data:`MYO_CYCLE_SECONDS` stretch, :func:`cut_windows`)."""
+    blocks = label_blocks(labels)
+    moving = [label > 0 for _, _, label in blocks]
+    count = np.cumsum(moving).tolist()
+    repetitions = rest_repetitions(count, moving, after=True) if any(moving) else [None] * len(blocks)
+    return [(a, b, label, r) for (a, b, label), r in zip(blocks, repetitions)]
+
+
+def session_of(recording_id: str) -> str:
+    """The session of a Myo recording: its folder (``_readings_right_hand/12345-1`` of
+    ``_readings_right_hand/12345-1/3``)."""
+    return recording_id.rsplit("/", 1)[0]
+
+
 def load_myo(root: Path, sample_rate: float, include_rest: bool = INCLUDE_REST):
     refs, skipped = MyoDataset().find(root)
     for s in skipped:
@@ -203,21 +354,31 @@ def load_myo(root: Path, sample_rate: float, include_rest: bool = INCLUDE_REST):
         raise DatasetError(f"{NAME} (myo): no recordings under {root}; expected {MYO_LAYOUT}")
     class_names = (("rest",) if include_rest else ()) + MYO_GESTURES
     offset = 0 if include_rest else -1  # file label -> class index
-    x, y, subjects, recordings = [], [], [], []
+    x, y, subjects, recordings, sessions, repetitions = [], [], [], [], [], []
+    moments, session_files = {}, defaultdict(list)  # per session: pooled channel moments, the files read
     unusable = SkippedFiles(NAME)
     for ref in refs:
         path = root / ref.path
+        session = session_of(ref.recording_id)
         try:
             emg, labels = read_myo(path)
-            blocks = [(a, b, label + offset) for a, b, label in label_blocks(labels) if include_rest or label > 0]
-            windows, window_labels = resampled_windows(emg, CHANNEL_NAMES, SAMPLE_RATE, sample_rate, blocks, MYO_EDGE_SECONDS, path)
+            signal = resampled(emg, CHANNEL_NAMES, SAMPLE_RATE, sample_rate, path)
         except RecordingError as err:
             unusable(path, err)
             continue
+        # Every sample of the session's files (rest and 0.txt included) enters its statistics.
+        moments[session] = pool_moments(moments.get(session), channel_moments(signal))
+        session_files[session].append(path)
+        blocks = [(a, b, label + offset, r) for a, b, label, r in myo_blocks(labels) if include_rest or label > 0]
+        windows, window_labels, window_repetitions, _ = cut_windows(signal, blocks, SAMPLE_RATE, sample_rate, MYO_EDGE_SECONDS)
         x += windows
         y += window_labels
+        repetitions += window_repetitions
         subjects += [ref.subject] * len(windows)
         recordings += [ref.recording_id] * len(windows)
+        sessions += [session] * len(windows)
+    keep = zscore_sessions(x, sessions, moments, session_files, CHANNEL_NAMES, unusable)
+    x, y, subjects, recordings, sessions, repetitions = _kept(keep, x, y, subjects, recordings, sessions, repetitions)
     if not x:
         raise DatasetError(f"{NAME} (myo): no gesture (label 1-7) of at least {WINDOW_SECONDS + 2 * MYO_EDGE_SECONDS:g} s "
                            f"in the {len(refs)} recording(s) under {root}"
@@ -225,12 +386,14 @@ def load_myo(root: Path, sample_rate: float, include_rest: bool = INCLUDE_REST):
     _check_classes(f"{NAME} (myo)", y, class_names, root, unusable)
     preprocessing = {
         "resample_hz": [SAMPLE_RATE, float(sample_rate)],
-        "normalisation": "per-channel z-score over each recording (file)",
+        "normalisation": NORMALISATION, "normalisation_scope": NORMALISATION_SCOPE,
         "window_seconds": WINDOW_SECONDS, "edge_margin_seconds": MYO_EDGE_SECONDS,
         "windows": "non-overlapping, centred in each labelled block", "rest": "class" if include_rest else "dropped",
+        "repetitions": "gesture block of the file (1-based); rest: the gesture block after it",
     }
     unusable.record(preprocessing)
-    return LabelledWindows.build(f"{NAME}-myo", x, y, subjects, recordings, class_names, CHANNEL_NAMES, sample_rate, preprocessing)
+    return LabelledWindows.build(f"{NAME}-myo", x, y, subjects, recordings, class_names, CHANNEL_NAMES, sample_rate,
+                                 preprocessing, sessions=sessions, repetitions=repetitions)
 
 
 # ---------------------------------------------------------------------------------------- ninapro
@@ -299,11 +462,22 @@ def find_ninapro(root: Path) -> list[tuple[Path, int, int]]:
     return found
 
 
+def ninapro_blocks(restimulus: np.ndarray, repetition: np.ndarray, include_rest: bool) -> list[tuple[int, int, int, int]]:
+    """``(start, stop, movement, repetition)`` of each block of constant ``restimulus`` and
+    ``rerepetition`` (a rest block takes the repetition before it, or after it at the file's start);
+    rest blocks only with ``include_rest``."""
+    blocks = label_blocks(restimulus, repetition)
+    moving = [label > 0 for _, _, label in blocks]
+    reps = rest_repetitions([int(repetition[a]) for a, _, _ in blocks], moving, after=False)
+    return [(a, b, label, r) for (a, b, label), r in zip(blocks, reps) if include_rest or label > 0]
+
+
 def load_ninapro(root: Path, sample_rate: float, include_rest: bool = INCLUDE_REST):
     files = find_ninapro(root)
     if not files:
         raise DatasetError(f"{NAME} (ninapro): no Ninapro .mat files under {root}; expected {NINAPRO_LAYOUT}")
-    x, movements, subjects, recordings = [], [], [], []
+    x, movements, subjects, recordings, repetitions = [], [], [], [], []
+    moments, session_files = {}, defaultdict(list)  # per subject (one session): pooled channel moments, the files read
     databases, used, rates = set(), set(), set()  # used: (database, exercise) pairs read
     channels: dict[int, Path] = {}
     unusable = SkippedFiles(NAME)
@@ -332,9 +506,8 @@ def load_ninapro(root: Path, sample_rate: float, include_rest: bool = INCLUDE_RE
             rate = float(np.ravel(mat["frequency"])[0]) if "frequency" in mat else spec.sample_rate
             restimulus = global_movements(_mat_vector(mat, "restimulus", len(emg), path), database, exercise, path)
             repetition = _mat_vector(mat, "rerepetition", len(emg), path)
-            blocks = [b for b in label_blocks(restimulus, repetition) if include_rest or b[2] > 0]
             names = [f"EMG{i}" for i in range(1, spec.n_channels + 1)]
-            windows, labels = resampled_windows(emg.T, names, rate, sample_rate, blocks, 0.0, path)
+            signal = resampled(emg.T, names, rate, sample_rate, path)
         except RecordingError as err:
             unusable(path, err)
             continue
@@ -342,10 +515,20 @@ def load_ninapro(root: Path, sample_rate: float, include_rest: bool = INCLUDE_RE
         databases.add(database)
         rates.add(rate)
         used.add((database, exercise))
+        who = f"{database}_S{subject}"  # DB2 and DB3 both number from S1
+        # The subject's one session: every sample of its exercise files (rest included) enters the statistics.
+        moments[who] = pool_moments(moments.get(who), channel_moments(signal))
+        session_files[who].append(path)
+        windows, labels, window_repetitions, _ = cut_windows(signal, ninapro_blocks(restimulus, repetition, include_rest),
+                                                             rate, sample_rate, 0.0)
         x += windows
         movements += labels
-        subjects += [f"{database}_S{subject}"] * len(windows)  # DB2 and DB3 both number from S1
+        repetitions += window_repetitions
+        subjects += [who] * len(windows)
         recordings += [path.relative_to(root).with_suffix("").as_posix()] * len(windows)
+    names = [f"EMG{i}" for i in range(1, max(channels, default=0) + 1)]  # for a flat channel's message
+    keep = zscore_sessions(x, subjects, moments, session_files, names, unusable)
+    x, movements, subjects, recordings, repetitions = _kept(keep, x, movements, subjects, recordings, repetitions)
     if len(channels) > 1:
         raise DatasetError(f"{NAME} (ninapro): databases with different channel counts under {root} "
                            f"({', '.join(f'{n} in {p}' for n, p in channels.items())}); evaluate one database at a time")
@@ -363,18 +546,28 @@ def load_ninapro(root: Path, sample_rate: float, include_rest: bool = INCLUDE_RE
     preprocessing = {
         "databases": sorted(databases), "exercises": sorted(e for _, e in used),
         "labels": "restimulus, global movement ids", "resample_hz": [sorted(rates), float(sample_rate)],
-        "normalisation": "per-channel z-score over each recording (file)", "window_seconds": WINDOW_SECONDS,
+        "normalisation": NORMALISATION + " (a Ninapro subject is recorded in one session: all its exercise files)",
+        "normalisation_scope": NORMALISATION_SCOPE, "window_seconds": WINDOW_SECONDS,
         "windows": "non-overlapping, centred in each repetition", "rest": "class" if include_rest else "dropped",
+        "repetitions": "rerepetition (rest: the repetition before it)",
     }
     unusable.record(preprocessing)
     names = [f"EMG{i}" for i in range(1, next(iter(channels)) + 1)]
-    return LabelledWindows.build(f"{NAME}-ninapro", x, y, subjects, recordings, class_names, names, sample_rate, preprocessing)
+    return LabelledWindows.build(f"{NAME}-ninapro", x, y, subjects, recordings, class_names, names, sample_rate,
+                                 preprocessing, sessions=subjects, repetitions=repetitions)
 
 
 # ------------------------------------------------------------------------------------------ task
 
+def add_arguments(group) -> None:
+    """The task's own options (``--include-rest``)."""
+    group.add_argument("--include-rest", action="store_true", default=INCLUDE_REST,
+                       help="add rest as class 0 (default: the gestures only)")
+
+
 def load(data_dir, sample_rate: float, variant: str | None = None, *, include_rest: bool = INCLUDE_REST):
-    """The variant's labelled 1-s EMG windows under ``data_dir`` (see the module doc)."""
+    """The variant's labelled 1-s EMG windows under ``data_dir`` (see the module doc), z-scored per
+    participant-session, with ``sessions`` and ``repetitions`` for the protocols (:func:`make_splits`)."""
     variant = check_variant(NAME, VARIANTS, variant)
     root = Path(data_dir)
     if not root.is_dir():
@@ -384,7 +577,139 @@ def load(data_dir, sample_rate: float, variant: str | None = None, *, include_re
     return load_ninapro(root, sample_rate, include_rest)
 
 
-make_splits = common.subject_fold_splits(N_FOLDS)
+# ------------------------------------------------------------------------------------- protocols
+
+def _units(ids: np.ndarray, pick: np.ndarray) -> list[str]:
+    return sorted(set(ids[pick].tolist()))
+
+
+def _session_key(session: str):
+    """Sort key of a Myo session id: its folders, then the session number (``12345-2`` before ``12345-10``)."""
+    head, _, number = session.rpartition("-")
+    return (head, int(number)) if number.isdigit() else (head, -1)
+
+
+def _require(data: LabelledWindows, *what: str) -> None:
+    absent = [w for w in what if getattr(data, w) is None]
+    if absent:
+        raise DatasetError(f"{data.name}: the windows carry no {' or '.join(absent)}; "
+                           f"load them with experiments.tasks.{NAME}.load")
+
+
+def myo_within_participant(data: LabelledWindows) -> list[Split]:
+    """MOABB's cross-session evaluation: per participant, each of its sessions in turn tests (every
+    window of it); the other sessions train, the last gesture repetition of each validates. Unit
+    ``session_repetitions``; participants with one session are left out. :class:`DatasetError` if
+    no participant has two sessions."""
+    _require(data, "sessions", "repetitions")
+    ids = data.unit_ids("session_repetitions")
+    splits, single = [], []
+    for participant in sorted(set(data.subjects.tolist())):
+        mine = data.subjects == participant
+        sessions = sorted(set(data.sessions[mine].tolist()), key=_session_key)
+        if len(sessions) < 2:
+            single.append(participant)
+            continue
+        for test in sessions:
+            train, val = [], []
+            for session in sessions:
+                if session == test:
+                    continue
+                here = data.sessions == session
+                last = f"{session}/rep{int(data.repetitions[here].max())}"
+                val.append(last)
+                train += [u for u in _units(ids, here) if u != last]
+            splits.append(Split(f"{test.rsplit('-', 1)[0]}-test{test.rsplit('-', 1)[1]}", tuple(sorted(train)),
+                                tuple(sorted(val)), tuple(_units(ids, data.sessions == test)), unit="session_repetitions"))
+    if not splits:
+        raise DatasetError(f"{data.name}: within-participant (cross-session) splits need a participant with at "
+                           f"least 2 sessions; each of {', '.join(single)} has one")
+    if single:
+        log.warning("%s: within_participant: participant(s) %s have one session; left out of the protocol",
+                    data.name, ", ".join(single))
+    return splits
+
+
+def leave_one_participant_out(data: LabelledWindows, last_repetition) -> list[Split]:
+    """MOABB's cross-subject evaluation: each participant in turn tests (all its windows); the others
+    train, except repetition ``last_repetition(mask)`` of each (``mask``: that participant's windows),
+    which validates. Unit ``subject_repetitions``; needs at least 2 participants."""
+    _require(data, "repetitions")
+    ids = data.unit_ids("subject_repetitions")
+    participants = sorted(set(data.subjects.tolist()))
+    if len(participants) < 2:
+        raise DatasetError(f"{data.name}: leave-one-participant-out splits need at least 2 participants; "
+                           f"got {', '.join(participants)}")
+    splits = []
+    for test in participants:
+        train, val = [], []
+        for other in participants:
+            if other == test:
+                continue
+            mine = data.subjects == other
+            held = f"{other}/rep{last_repetition(mine)}"
+            val.append(held)
+            train += [u for u in _units(ids, mine) if u != held]
+        splits.append(Split(f"{test}-test", tuple(sorted(train)), tuple(sorted(val)),
+                            tuple(_units(ids, data.subjects == test)), unit="subject_repetitions"))
+    return splits
+
+
+def ninapro_training_repetitions(data: LabelledWindows, mine: np.ndarray) -> list[int]:
+    """The publisher's training repetitions (:data:`NINAPRO_TRAIN_REPETITIONS`) present in the windows ``mine``."""
+    present = set(data.repetitions[mine].tolist())
+    return [r for r in NINAPRO_TRAIN_REPETITIONS if r in present]
+
+
+def ninapro_within_participant(data: LabelledWindows) -> list[Split]:
+    """The publisher's protocol per subject (within-session): repetitions 2, 5, 7 test, the training
+    repetitions 1, 3, 4, 6, 8, 9, 10 train except the last present (10, or 6 in DB2/DB3/DB5), which
+    validates. Unit ``subject_repetitions``; :class:`DatasetError` naming a subject without two
+    training repetitions or without a test repetition."""
+    _require(data, "repetitions")
+    ids = data.unit_ids("subject_repetitions")
+    splits = []
+    for subject in sorted(set(data.subjects.tolist())):
+        mine = data.subjects == subject
+        training = ninapro_training_repetitions(data, mine)
+        test = [r for r in NINAPRO_TEST_REPETITIONS if r in set(data.repetitions[mine].tolist())]
+        if len(training) < 2 or not test:
+            raise DatasetError(f"{data.name}: subject {subject} has repetitions "
+                               f"{sorted(set(data.repetitions[mine].tolist()))}; the publisher's protocol needs "
+                               f"test repetitions {NINAPRO_TEST_REPETITIONS} and two of {NINAPRO_TRAIN_REPETITIONS} "
+                               f"(one to validate)")
+        unit = lambda r: f"{subject}/rep{r}"  # noqa: E731
+        splits.append(Split(subject, tuple(sorted(map(unit, training[:-1]))), (unit(training[-1]),),
+                            tuple(sorted(map(unit, test))), unit="subject_repetitions"))
+    return splits
+
+
+def make_splits(data: LabelledWindows, variant: str | None = None, seed: int = 0) -> dict[str, list[Split]]:
+    """``{"within_participant": [...], "leave_one_participant_out": [...]}``: the two protocols of the
+    module doc, each scored on its own. Deterministic (``seed`` is not used). A protocol the data
+    cannot support is left out with a warning; :class:`DatasetError` if neither can be run."""
+    variant = check_variant(NAME, VARIANTS, variant or data.name.rpartition("-")[2])
+    if variant == "myo":
+        within = myo_within_participant
+        last = lambda mine: int(data.repetitions[mine].max())  # noqa: E731
+    else:
+        within = ninapro_within_participant
+
+        def last(mine):
+            training = ninapro_training_repetitions(data, mine)
+            return training[-1] if training else int(data.repetitions[mine].max())
+    protocols, errors = {}, []
+    for name, build in (("within_participant", within),
+                        ("leave_one_participant_out", lambda d: leave_one_participant_out(d, last))):
+        try:
+            protocols[name] = build(data)
+        except DatasetError as err:
+            errors.append(f"{name}: {err}")
+    if not protocols:
+        raise DatasetError("; ".join(errors))
+    for error in errors:
+        log.warning("%s: protocol left out: %s", data.name, error)
+    return protocols
 
 
 if __name__ == "__main__":  # python -m experiments.tasks.<task>: the shared command line
