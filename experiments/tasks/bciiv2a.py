@@ -249,6 +249,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
             "resampled": sample_rate != FILE_RATE, "window": f"cue -{PRE_CUE_S:g} s .. +{POST_CUE_S:g} s",
             "normalisation": f"z-score per channel from the {PRE_CUE_S:g}-s pre-cue baseline "
                              f"(ddof 1, eps {BASELINE_EPS:g}, volts)",
+            "normalisation_scope": "window",
             "filter": None, "sessions": "T and E", "labels": ".mat classlabel (T checked against cues)",
             "rejected_trials": "dropped" if variant == "clean" else "kept", "rejected_trials_seen": n_rejected,
         }),

@@ -21,9 +21,19 @@ Variants
 ``epileptic``: healthy (A, B) vs epileptic (C, D, E) (2 classes, 200 vs 300 files).
 A set a variant needs that is missing under ``--data`` is an error naming its zip file.
 
-Preprocessing: resampling 173.61 Hz -> the codec's rate (MNE, FFT), z-score of the whole 23.6-s
-segment (its one channel), then non-overlapping 5-s windows (4 per segment; the last 3.6 s are
-dropped). No extra filtering (the release is band-passed already).
+Preprocessing: resampling 173.61 Hz -> the codec's rate (MNE, FFT), then non-overlapping 5-s
+windows (4 per segment; the last 3.6 s are dropped), each z-scored on its own (its mean and
+standard deviation; ``preprocessing["normalisation_scope"] = "window"``). No extra filtering (the
+release is band-passed already).
+
+Why per window, not per segment file (until issue 19 each whole 23.6-s segment was z-scored): a
+Bonn file is one class, and the project's rule is never to normalise over a file that is one
+class. Statistics of such a file are statistics of one class's recording, so the normalisation
+depends on the labelled unit itself: it can remove the very feature that tells the classes apart
+(as per-file z-scores did to the Myo EMG gestures), and it gives a file's windows a common scale
+that a new, unlabelled stretch of EEG would not have. A window normalised by itself alone is
+treated the same in training, in test and in use. What per-window z-scoring removes is each
+window's overall amplitude (seizure EEG is much larger); its shape and spectrum stay.
 
 Scoring: every window is classified, and the windows of one file are scored together
 (``segments`` is 0 for all of them, so the scoring unit is the file: one prediction per segment
@@ -80,12 +90,18 @@ log = logging.getLogger(__name__)
 
 
 
-def zscore(x: np.ndarray, source: str) -> np.ndarray:
-    """``x`` ``[1, T]`` minus its mean, over its SD; :class:`ChannelError` if it is flat."""
-    sd = x.std(axis=1, keepdims=True)
-    if np.any(sd == 0):
-        raise ChannelError(source, CHANNEL_NAMES[0], "flat segment (standard deviation 0); cannot z-score")
-    return ((x - x.mean(axis=1, keepdims=True)) / sd).astype(np.float32)
+def zscore(windows: np.ndarray, source: str) -> np.ndarray:
+    """Each window of ``windows`` ``[N, 1, W]`` minus its own mean, over its own SD (float32).
+
+    Raises :class:`ChannelError` naming ``source`` and the first flat window (SD 0; it cannot be z-scored).
+    """
+    windows = np.asarray(windows, dtype=np.float64)
+    sd = windows.std(axis=-1, keepdims=True)
+    flat = np.flatnonzero((sd == 0).any(axis=(1, 2)))
+    if flat.size:
+        raise ChannelError(source, CHANNEL_NAMES[0], f"window {int(flat[0])} is flat (standard deviation 0); "
+                           "cannot z-score")
+    return ((windows - windows.mean(axis=-1, keepdims=True)) / sd).astype(np.float32)
 
 
 def find_segments(root: Path, letters: str):
@@ -158,9 +174,9 @@ def resample_segments(segments: list[np.ndarray], sources: list[str], sample_rat
     FFT resampling, one call instead of 500 (seconds saved on the full release).
     """
     # Not data_pipelines.preprocess.preprocess_recording (the codec's training-data path): each segment
-    # is z-scored whole (the protocol's rule; that one normalises by median / IQR with clipping), and
-    # segments are single-channel text files batched as channels here. The resampling step,
-    # filter_and_resample, is the shared one.
+    # is cut into windows each z-scored on its own (that one normalises over the recording by median /
+    # IQR with clipping, and a Bonn file is one class), and segments are single-channel text files
+    # batched as channels here. The resampling step, filter_and_resample, is the shared one.
     out: list[np.ndarray | None] = [None] * len(segments)
     for length in sorted({len(s) for s in segments}):
         index = [i for i, s in enumerate(segments) if len(s) == length]
@@ -187,7 +203,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     resampled = resample_segments(segments, sources, sample_rate) if segments else []
     for ref, segment, source in zip(refs, resampled, sources):
         try:
-            windows = make_windows(zscore(segment[None, :], source), n, source=source)
+            windows = zscore(make_windows(segment[None, :], n, source=source), source)
         except RecordingError as err:
             skipped(source, err)
             continue
@@ -203,7 +219,8 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
     preprocessing = {
         "sets": {name: [SETS[letter][0] for letter in letters] for name, letters in classes},
         "resample_hz": [SOURCE_RATE, float(sample_rate)],
-        "normalisation": "z-score of each whole 23.6-s segment",
+        "normalisation": f"z-score of each {WINDOW_SECONDS:g}-s window (its own mean and SD)",
+        "normalisation_scope": "window",
         "window_seconds": WINDOW_SECONDS,
         "scoring": "one prediction per segment file (its windows' mean probability)",
         "subjects": "each segment file is its own subject (the release names no subjects)",

@@ -360,7 +360,8 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
             "epoch": f"{TMIN:g}..{TMAX:g} s around FeedBackEvent, baseline {TMIN:g}..0 s",
             "resample": f"resample_poly {resample_factors(sample_rate)} -> {epoch_samples(sample_rate)} samples",
             "reference": "common average of the 56 EEG channels",
-            "normalisation": f"z-score per channel (ddof 1, eps {ZSCORE_EPS:g})",
+            "normalisation": f"z-score per channel over each epoch (ddof 1, eps {ZSCORE_EPS:g})",
+            "normalisation_scope": "window",
         }),
         partitions=partitions,
     )

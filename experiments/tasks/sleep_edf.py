@@ -269,6 +269,7 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
         "epochs": f"{EPOCH_SECONDS} s; stages 3+4 -> N3; '?' and movement dropped",
         "wake_margin_minutes": WAKE_MARGIN_SECONDS // 60,
         "normalisation": "per-channel z-score of each 30-s epoch",
+        "normalisation_scope": "epoch",
         "window_seconds": WINDOW_SECONDS, "windows_per_epoch": EPOCH_SECONDS // WINDOW_SECONDS,
     }
     skipped.record(preprocessing)

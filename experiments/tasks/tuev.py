@@ -29,16 +29,25 @@ script, which LaBraM and CBraMod reuse):
   referential signals; TUH names (T3/T4/T5/T6 = T7/T8/P7/P8);
 - Butterworth band-pass of order 5, 0.5-40 Hz, zero-phase (forward-backward, ``sosfiltfilt``),
   on the whole recording at its own rate, then resampling to the codec's rate (``sample_rate``);
-- per-channel z-score over the whole recording (mean and SD of each bipolar channel after
-  filtering; the original says "per-channel z-score" without saying over what -- the recording
-  keeps the amplitude differences between events, which tell artifacts from background; a flat
-  channel becomes 0 with a warning);
 - one 5-s window per ``.rec`` row, centred on the event: for the corpus's 1-s events, 2 s before
   its start to 2 s after its end, as BIOT's ``BuildEvents``. An event marked on k channels gives k
   windows with the same signal (and label), as in BIOT/LaBraM/CBraMod, whose published numbers
   count them so. Near the ends of a recording the window wraps around circularly, as BIOT's
   (which tiles the recording three times), so no event is lost;
+- per-channel z-score of each window (the mean and SD of each bipolar channel over that window
+  only; ``preprocessing["normalisation_scope"] = "window"``). A channel flat over the window in
+  the signal as recorded (before filtering, which turns a flat line into rounding noise) is 0
+  there; one flat over the whole recording is logged;
 - 6 classes in label order (:data:`CLASS_NAMES`).
+
+Why per window (until issue 19 each channel was z-scored over its whole recording): the original
+says "per-channel z-score" without saying over what; the field's practice for TUEV normalises each
+window on its own (BIOT's loader, reused by LaBraM and CBraMod, divides each window's channels by
+their 95th percentile of absolute value). A recording is not a neutral unit here: the eval
+partition's files are cut around events of one kind and named by it (``spsw_032_a_1.edf``), so
+statistics over a recording are close to statistics of a class, and the project's rule is never
+to normalise over a file that is one class. What per-window scaling removes is an event's amplitude
+relative to the rest of its recording (artifacts are large); its shape and spectrum stay.
 
 Splits: the official ``eval`` partition is the test set of every split; the training subjects
 are cut into 5 groups (:data:`N_FOLDS`), each in turn the validation set
@@ -160,25 +169,32 @@ def bipolar_montage(path: Path) -> tuple[np.ndarray, float]:
 
 
 def preprocess(x: np.ndarray, rate: float, sample_rate: float, path: Path) -> np.ndarray:
-    """Butterworth band-pass (zero-phase), resampling to ``sample_rate``, per-channel z-score over the recording."""
+    """Butterworth band-pass (zero-phase) of ``x`` ``[16, T]`` at ``rate``, then resampling to
+    ``sample_rate`` (float64; no normalisation: each window is z-scored by :func:`zscore_windows`).
+
+    Raises :class:`RecordingError` naming ``path`` for non-finite values; logs each channel flat
+    over the whole recording (it is 0 in every window).
+    """
     check_finite(x, CHANNEL_NAMES, path)
-    # Flatness is judged before filtering: filtering turns a flat line into rounding noise that
-    # the z-score would blow up to unit variance.
-    flat = np.flatnonzero(np.ptp(x, axis=1) == 0)
-    for c in flat:
+    for c in np.flatnonzero(np.ptp(x, axis=1) == 0):
         log.warning("%s: %s: channel %s is flat; it is 0 in every window", NAME, path, CHANNEL_NAMES[c])
     sos = butter(BUTTERWORTH_ORDER, BAND_HZ, btype="bandpass", fs=rate, output="sos")
     x = sosfiltfilt(sos, x, axis=-1)
     # Not data_pipelines.preprocess.preprocess_recording (the codec's training-data path): this protocol
     # works on bipolar derivations made above (not channels of the recording), band-passes with a
-    # Butterworth filter and z-scores over the recording (mean / SD, a flat channel kept as 0), where that
-    # one picks recorded channels, drops flat ones and normalises by median / IQR with clipping. The
-    # resampling step, filter_and_resample, is the shared one.
-    x = filter_and_resample(raw_from_array(x, list(CHANNEL_NAMES), rate, "eeg", path), sample_rate).get_data()
-    mean, sd = x.mean(axis=1, keepdims=True), x.std(axis=1, keepdims=True)
-    x = (x - mean) / np.where(sd > 0, sd, 1.0)
-    x[flat] = 0.0
-    return x.astype(np.float32)
+    # Butterworth filter and z-scores each window (mean / SD, a flat channel kept as 0), where that one
+    # picks recorded channels, drops flat ones and normalises over the recording by median / IQR with
+    # clipping. The resampling step, filter_and_resample, is the shared one.
+    return filter_and_resample(raw_from_array(x, list(CHANNEL_NAMES), rate, "eeg", path), sample_rate).get_data()
+
+
+def zscore_windows(windows: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """Each channel of each window of ``windows`` ``[N, C, W]`` z-scored over that window (float32);
+    where ``flat`` ``[N, C]`` is True (the channel is flat there as recorded) it is 0."""
+    mean, sd = windows.mean(axis=-1, keepdims=True), windows.std(axis=-1, keepdims=True)
+    out = (windows - mean) / np.where(sd > 0, sd, 1.0)
+    out[flat] = 0.0
+    return out.astype(np.float32)
 
 
 def event_windows(x: np.ndarray, events: list[tuple[float, float, int]], sample_rate: float) -> np.ndarray:
@@ -202,11 +218,14 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
             if signal.shape[1] < WINDOW_SECONDS * rate:
                 raise RecordingError(path, f"{signal.shape[1] / rate:g} s is shorter than one {WINDOW_SECONDS:g}-s window")
             events = read_rec(rec, signal.shape[1] / rate)
+            # Flatness is judged on the windows as recorded: filtering turns a flat line into rounding
+            # noise that the z-score would blow up to unit variance.
+            flat = np.ptp(event_windows(signal, events, rate), axis=-1) == 0  # [events, 16]
             signal = preprocess(signal, rate, sample_rate, path)
         except RecordingError as err:
             skipped(err.path, err)
             continue
-        x.append(event_windows(signal, events, sample_rate))
+        x.append(zscore_windows(event_windows(signal, events, sample_rate), flat))
         y += [label for _, _, label in events]
         subjects += [subject] * len(events)
         names += [str(path.relative_to(root).with_suffix(""))] * len(events)
@@ -222,7 +241,8 @@ def load(data_dir, sample_rate: float, variant: str | None = None):
         "band_pass_hz": list(BAND_HZ), "filter": f"Butterworth order {BUTTERWORTH_ORDER}, zero-phase (sosfiltfilt), "
                                                  "on the whole recording at its own rate",
         "resample_hz": float(sample_rate),
-        "normalisation": "per-channel z-score over the whole filtered recording",
+        "normalisation": "per-channel z-score of each window (a channel flat there as recorded is 0)",
+        "normalisation_scope": "window",
         "window": f"{WINDOW_SECONDS:g} s centred on each .rec row (circular at the ends), one window per row",
         "window_seconds": WINDOW_SECONDS,
     }
