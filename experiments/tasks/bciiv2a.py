@@ -81,6 +81,25 @@ SPLIT = {"train": ("A01", "A02", "A03", "A04", "A05"), "val": ("A06", "A07"), "t
 
 _SESSION_FILE = re.compile(r"^A(\d\d)([TE])\.gdf$", re.IGNORECASE)
 
+# Printed by --help under "files read" (common.build_parser): which files it reads, how it checks them.
+FILES = """\
+BCI Competition IV dataset 2a: BCICIV_2a_gdf.zip (https://www.bbci.de/competition/iv/#dataset2a)
+and true_labels.zip (https://www.bbci.de/competition/iv/results/#labels), both unpacked into --data:
+  <data>/A01T.gdf ... A09T.gdf  A01E.gdf ... A09E.gdf
+  <data>/A01T.mat ... A09E.mat   (or <data>/true_labels/A01T.mat ...)
+Reads: every A??T.gdf and A??E.gdf directly in <data> (any case) and, for each, its .mat
+  (variable classlabel); nothing else.
+Checks, before any recording is read: every session has its .mat (a missing one fails the run).
+Checks each session: a GDF file MNE reads; the 22 EEG channels EEG-Fz, EEG-0 ... EEG-16, EEG-C3,
+  EEG-Cz, EEG-C4, EEG-Pz (the EOG channels are dropped); cue events 769-772 (T) or 783 (E); the
+  .mat's classlabel holds 1..4, one per cue, and in T sessions agrees with the cue codes; every
+  window (-1..+4 s around its cue) inside the recording and finite.
+Skips, logged with the reason and listed in results.json (preprocessing.skipped_files): a session
+  whose .gdf fails a check or whose .mat cannot be read (the .gdf and .mat together).
+Fails the run (exit 2): --data not a folder, no session files, a .mat missing, without classlabel,
+  with values outside 1..4 or not matching its recording; no usable session; a class with no trial.
+"""
+
 
 def find_sessions(data_dir: str | Path) -> list[Path]:
     """The session files ``A??T.gdf`` / ``A??E.gdf`` directly under ``data_dir``, sorted by name."""

@@ -86,6 +86,24 @@ CHANNEL_NAMES = ("EEG",)  # the release names no electrode (intracranial for C-E
 
 LAYOUT = "the five zip files Z.zip, O.zip, N.zip, F.zip, S.zip as distributed (or their extracted folders Z/Z001.txt ...)"
 
+# Printed by --help under "files read" (common.build_parser): which files it reads, how it checks them.
+FILES = """\
+The Bonn University EEG database (Andrzejak et al. 2001), the five zip files as distributed
+(--data: the folder holding them; the sets extracted into folders, Z/Z001.txt ..., work too):
+  <data>/Z.zip (set A)  O.zip (B)  N.zip (C)  F.zip (D)  S.zip (E)
+Reads: every .txt member of every .zip and every loose .txt under <data> (subfolders too); the
+  set is the first letter of the file name (Z001.txt ... S100.txt; N001.TXT: any case). Both
+  variants need all five sets. A name starting with another letter and files that are neither
+  .zip nor .txt are logged and skipped; a segment found twice (a zip and its extracted folder)
+  is read once.
+Checks each segment: a zip that opens; one number per line (samples at 173.61 Hz; 4097 as
+  published: any length of at least one 5-s window is used); no flat 5-s window.
+Skips, logged with the reason and listed in results.json (preprocessing.skipped_files): a
+  segment failing a check.
+Fails the run (exit 2): --data not a folder; a set with no segment (the message names its zip
+  file, e.g. S.zip (set E)); a class with no usable segment.
+"""
+
 log = logging.getLogger(__name__)
 
 

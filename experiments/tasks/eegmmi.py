@@ -131,6 +131,25 @@ HEOG_CHANNELS = ("F7", "F8")  # HEOG proxy: their difference
 
 LAYOUT = "PhysioNet's layout: <data>/S001/S001R01.edf ... (one folder per subject, or all SxxxRyy.edf in one folder)"
 
+# Printed by --help under "files read" (common.build_parser): which files it reads, how it checks them.
+FILES = """\
+PhysioNet EEG Motor Movement/Imagery Dataset 1.0.0 as downloaded from
+https://physionet.org/content/eegmmidb/1.0.0/ (--data: the folder of the subject folders):
+  <data>/S001/S001R01.edf ... <data>/S109/S109R14.edf   (or all SxxxRyy.edf in <data> itself)
+Reads, per subject Sxxx: motor_imagery runs R04, R08, R12 (with --include-real-movement also
+  R03, R07, R11); eyes runs R01, R02. Other runs, other .edf names and the .edf.event side files
+  are not read.
+Checks each file: an EDF+ file MNE reads; all 64 EEG channels, as PhysioNet spells them (Fc5.
+  Fc3. ... Fp1. ... Iz.., compared as FC5 ... IZ); motor_imagery: T1/T2 annotations (T1 left,
+  T2 right fist; T0 rest is not used); eyes: at least one whole 5-s window; no channel flat over
+  the 0.5-s baseline of a window.
+Skips, logged with the reason and listed in results.json (preprocessing.skipped_files): a file
+  failing a check. Logged and skipped: a subject's missing run; a T1/T2 event without 4 s of
+  signal after it.
+Fails the run (exit 2): --data not a folder, no SxxxRyy.edf under it, no usable run of the
+  variant, a class with no window.
+"""
+
 log = logging.getLogger(__name__)
 
 

@@ -87,6 +87,29 @@ N_FOLDS = 4
 
 _SESSION_FILE = re.compile(r"^Data_(S\d\d)_Sess(\d\d)\.csv$", re.IGNORECASE)
 
+# Printed by --help under "files read" (common.build_parser): which files it reads, how it checks them.
+FILES = """\
+Kaggle "BCI Challenge @ NER 2015" (https://www.kaggle.com/c/inria-bci-challenge/data: train.zip,
+test.zip, TrainLabels.csv, SampleSubmission.csv) and the test labels released after it,
+true_labels.csv, laid out in --data:
+  <data>/train/Data_S02_Sess01.csv ...   <data>/test/Data_S01_Sess01.csv ...
+  <data>/TrainLabels.csv        (or train/)  IdFeedBack,Prediction
+  <data>/true_labels.csv        (or test/; or TestLabels.csv with IdFeedBack,Prediction)
+  <data>/SampleSubmission.csv   (or test/; optional: the order of true_labels.csv)
+Reads: every Data_S??_Sess??.csv in train/ and test/ (any case), its columns Fp1 ... O2 (the 56
+  EEG; PO8 spelled P08 or PO8), EOG and FeedBackEvent; the label files above.
+Checks, before any session is read: train/ and test/ hold session files; TrainLabels.csv and the
+  test labels exist.
+Checks each session: a CSV with those columns and as many values per row as names, finite EEG;
+  each feedback's epoch (-0.2..+1.0 s) inside the recording; the label files list exactly its
+  feedbacks (S02_Sess01_FB001 ...), each 0 or 1; true_labels.csv by position, in
+  SampleSubmission.csv's order (without it, the test sessions found, which must be all).
+Skips, logged with the reason and listed in results.json (preprocessing.skipped_files): a session
+  CSV that cannot be read, lacks a column, or has an epoch past its end.
+Fails the run (exit 2): a folder, session file or label file missing; labels not matching a
+  session's feedbacks; no feedback at all; a class with no feedback.
+"""
+
 
 def find_sessions(data_dir: str | Path, part: str) -> list[tuple[str, str, Path]]:
     """``(subject, session id, path)`` of every ``Data_S??_Sess??.csv`` in ``data_dir/part``, sorted."""

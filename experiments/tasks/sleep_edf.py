@@ -88,6 +88,27 @@ HYPNOGRAM_NAME = re.compile(r"^(?P<code>(SC4|ST7)\d{3})[A-Z0-9]{2}-Hypnogram\.ed
 LAYOUT = ("PhysioNet's layout: <data>/sleep-cassette/SC4001E0-PSG.edf + SC4001EC-Hypnogram.edf ... and "
           "<data>/sleep-telemetry/ST7011J0-PSG.edf + ST7011JP-Hypnogram.edf ...")
 
+# Printed by --help under "files read" (common.build_parser): which files it reads, how it checks them.
+FILES = """\
+Sleep-EDF Database Expanded 1.0.0 as downloaded from https://physionet.org/content/sleep-edfx/1.0.0/
+(--data: the folder holding the study folders):
+  <data>/sleep-cassette/SC4001E0-PSG.edf + SC4001EC-Hypnogram.edf ...
+  <data>/sleep-telemetry/ST7011J0-PSG.edf + ST7011JP-Hypnogram.edf ...
+Reads: variant all both folders, cassette / telemetry that one; every *-PSG.edf named SC4ssN?? /
+  ST7ssN?? (other names are logged and skipped) with the one *-Hypnogram.edf sharing its first 6
+  characters; from the PSG only EEG Fpz-Cz and EEG Pz-Oz, from the hypnogram its annotations;
+  the EDF headers' start times align the two.
+Checks, before any night is read: every PSG has exactly one hypnogram (missing or ambiguous fails
+  the run, naming the PSG); a hypnogram without a PSG is logged and skipped.
+Checks each night: a PSG MNE reads with both channels and finite values; a hypnogram MNE reads
+  whose annotations are all Sleep stage W/1/2/3/4/R/? or Movement time; at least one sleep epoch
+  inside the PSG.
+Skips, logged with the reason and listed in results.json (preprocessing.skipped_files): a night
+  failing a check (PSG and hypnogram together).
+Fails the run (exit 2): --data not a folder, a study folder the variant needs missing, no PSG
+  files, no usable night, a stage with no epoch.
+"""
+
 log = logging.getLogger(__name__)
 
 

@@ -102,6 +102,27 @@ N_FOLDS = 5
 LAYOUT = ("TUEV's layout: <data>/edf/train/<subject>/<subject>_<n>.edf and <data>/edf/eval/<nnn>/<label>_<nnn>_a_<run>.edf, "
           "each with its .rec file (channel,start_s,stop_s,label) beside it")
 
+# Printed by --help under "files read" (common.build_parser): which files it reads, how it checks them.
+FILES = """\
+TUH EEG Events Corpus v2.0.x as distributed (rsync from
+nedc-tuh-eeg@www.isip.piconepress.com:data/tuh_eeg/tuh_eeg_events/v2.0.1/; --data: the release
+folder holding edf/, or edf/ itself):
+  <data>/edf/train/<subject>/<subject>_<n>.edf   + <subject>_<n>.rec
+  <data>/edf/eval/<nnn>/<label>_<nnn>_a_<run>.edf + <label>_<nnn>_a_<run>.rec
+Reads: every .edf under edf/train and edf/eval (any depth) and the .rec of the same name beside
+  it; the subject is the .edf's folder, the partition train or eval. .lab, .htk and other files
+  are not read.
+Checks, before any signal is read: every .edf has its .rec (a missing one fails the run, naming it).
+Checks each recording: an EDF file MNE reads with the electrodes FP1 F7 T3 T5 O1 FP2 F8 T4 T6 O2
+  F3 C3 P3 F4 C4 P4 (as TUH names them: EEG FP1-REF or EEG FP1-LE ...); finite values; at least
+  5 s long; its .rec: at least one row, every row channel,start_s,stop_s,label with channel 0-21
+  (TCP montage), label 1-6, the event inside the recording.
+Skips, logged with the reason (naming the file and line or electrode) and listed in results.json
+  (preprocessing.skipped_files): a recording failing a check, with its .rec.
+Fails the run (exit 2): no edf/train or edf/eval folder, no recordings, none usable, a class
+  with no event.
+"""
+
 log = logging.getLogger(__name__)
 
 
