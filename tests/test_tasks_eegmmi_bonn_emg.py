@@ -523,10 +523,12 @@ def test_evaluate_command_runs_bonn_end_to_end(tmp_path, capsys, monkeypatch):
                "--cache", str(tmp_path / "cache"), "--no-progress"])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
-    ran = {"linear_probe", "token_classifier"}
-    assert set(results["results"]["100%"]) == ran and set(results["skipped_methods"]) == {"eegnet", "shallow"}
+    ran = {"chance", "random_codec", "handcrafted", "linear_probe", "token_classifier"}  # controls beside the methods
+    assert set(results["results"]) == {"file_folds"} and results["complete"]
+    by_method = results["results"]["file_folds"]["100%"]
+    assert set(by_method) == ran and set(results["skipped_methods"]) == {"eegnet", "shallow"}
     for method in ran:
-        res = results["results"]["100%"][method]
+        res = by_method[method]
         assert len(res["runs"]) == 2 and set(res["summary"]) == {"balanced_accuracy", "auroc", "auc_pr"}
         assert res["summary"]["auroc"]["sd"] is None  # one seed: no sd, not a zero one
         # Bonn is scored per file: 25 files of 4 windows over 5 folds, 5 test files per fold.
@@ -534,6 +536,7 @@ def test_evaluate_command_runs_bonn_end_to_end(tmp_path, capsys, monkeypatch):
     assert results["data"]["scoring_units"] == 25 and results["codec"] == str(codec_dir)
     table = (out / "results.md").read_text()
     assert "| BioCodec linear probe | 0." in table and "| EEGNet (braindecode) | skipped |" in table
+    assert "| control: chance | 0.5000 |" in table and "BAcc gain vs random codec" in table
     assert "ShallowFBCSPNet (braindecode) skipped: torch/braindecode not installed" in table
     assert "one seed: no sd" in table and "±" not in table
     assert (out / "confusion_matrix.png").stat().st_size > 1000

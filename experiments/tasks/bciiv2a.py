@@ -63,6 +63,7 @@ from experiments.tasks.common import SkippedFiles, absent_classes, check_variant
 NAME = "bciiv2a"
 MODALITY = "eeg"
 VARIANTS = ("all_trials", "clean")
+PROTOCOL = "fixed_subjects"  # results.json key: the published subject split 1-5 / 6-7 / 8-9 (cross-subject)
 
 FILE_RATE = 250.0
 # The EEG channels as the GDF files name them, and the electrodes they are (MOABB BNCI2014_001).

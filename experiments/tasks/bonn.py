@@ -82,6 +82,7 @@ CLASSES = {
 SOURCE_RATE = 173.61
 WINDOW_SECONDS = 5.0
 N_FOLDS = 5
+PROTOCOL = "file_folds"  # results.json key: folds over segment files (the release names no subjects)
 CHANNEL_NAMES = ("EEG",)  # the release names no electrode (intracranial for C-E, surface for A-B)
 
 LAYOUT = "the five zip files Z.zip, O.zip, N.zip, F.zip, S.zip as distributed (or their extracted folders Z/Z001.txt ...)"

@@ -115,6 +115,7 @@ EPOCH_SECONDS = 4.0  # motor imagery: 0..4 s after the cue
 EYES_WINDOW_SECONDS = 5.0
 BASELINE_SECONDS = 0.5  # each window is z-scored on its own first 0.5 s
 N_FOLDS = 5
+PROTOCOL = "subject_folds"  # results.json key: cross-subject folds (MOABB: cross-subject)
 
 MOTOR_IMAGERY_EVENTS = {"T1": 0, "T2": 1}
 MOTOR_IMAGERY_CLASSES = ("left fist", "right fist")

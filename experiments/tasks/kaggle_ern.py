@@ -84,6 +84,7 @@ BAND_HZ, NOTCH_HZ = (1.0, 40.0), 50.0
 ICA_COMPONENTS, ICA_SEED, ICA_MAX_ITER = 20, 42, 1000
 ZSCORE_EPS = 1e-8
 N_FOLDS = 4
+PROTOCOL = "official_test"  # results.json key: the challenge's test subjects; train subjects in folds
 
 _SESSION_FILE = re.compile(r"^Data_(S\d\d)_Sess(\d\d)\.csv$", re.IGNORECASE)
 

@@ -82,6 +82,7 @@ WINDOW_SECONDS = 5
 WAKE_MARGIN_SECONDS = 30 * 60
 FILTER_CONTEXT_SECONDS = 30
 N_FOLDS = 5
+PROTOCOL = "subject_folds"  # results.json key: cross-subject folds
 
 PSG_NAME = re.compile(r"^(?P<code>(?P<study>SC4|ST7)(?P<subject>\d\d)(?P<night>\d))[A-Z0-9]{2}-PSG\.edf$", re.IGNORECASE)
 HYPNOGRAM_NAME = re.compile(r"^(?P<code>(SC4|ST7)\d{3})[A-Z0-9]{2}-Hypnogram\.edf$", re.IGNORECASE)

@@ -92,6 +92,7 @@ CLIP = 10.0
 WINDOW_SECONDS = 5.0
 WINDOWS_PER_SEGMENT = 2  # 10-s scoring segments
 N_FOLDS = 5
+PROTOCOL = "official_eval"  # results.json key: the official eval partition; train subjects in folds
 FLAT_WINDOW_IQR = 1e-4  # a channel's IQR in a window, in units of its IQR over the recording, below which it is flat
 DEFAULT_WORKDIR = Path("runs/eval/windows") / NAME  # where load() writes the windows without a workdir
 
@@ -105,8 +106,8 @@ Reads: <data>/edf/{train,eval}/{normal,abnormal}/**/<subject>_s<session>_t<token
   Nothing else (no .csv/.txt lists): label = class folder, partition = train/eval folder, subject = name part.
 Channels: all 21 of EEG FP1 FP2 F7 F3 FZ F4 F8 T3 C3 CZ C4 T4 T5 P3 PZ P4 T6 O1 O2 A1 A2, named
   'EEG <electrode>-REF' or '-LE'; other signals are ignored. Any sampling rate (resampled).
-Skipped with a warning (listed in results.json): an .edf not named <subject>_s<session>_t<token>.edf;
-  an unreadable/truncated file or one lacking an electrode (preprocessing.skipped_files, with the reason);
+Skipped with a warning: an .edf not named <subject>_s<session>_t<token>.edf (logged only); an unreadable or
+  truncated file, or one lacking an electrode (results.json: preprocessing.skipped_files, with the reason);
   a recording with a flat or NaN/Inf channel, or shorter than 10 s (preprocessing.skipped).
 Fails the run: --data not a folder; no edf/train or edf/eval folder; no such .edf file; no usable recording;
   a class (normal/abnormal) with no usable recording; a subject in both train and eval (leakage).

@@ -98,6 +98,7 @@ BUTTERWORTH_ORDER = 5
 BAND_HZ = (0.5, 40.0)
 WINDOW_SECONDS = 5.0
 N_FOLDS = 5
+PROTOCOL = "official_eval"  # results.json key: the official eval partition; train subjects in folds
 
 LAYOUT = ("TUEV's layout: <data>/edf/train/<subject>/<subject>_<n>.edf and <data>/edf/eval/<nnn>/<label>_<nnn>_a_<run>.edf, "
           "each with its .rec file (channel,start_s,stop_s,label) beside it")
