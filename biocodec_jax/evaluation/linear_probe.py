@@ -102,7 +102,7 @@ def probe_features(features: CodecFeatures, kind: str = "embedding", codebook_si
     writer = NpyAppender(path.with_name(f"{path.name}.part-{os.getpid()}"),
                          (k * codebook_size,), np.float32)
     try:
-        for _, codes in iter_rows(features.codes, chunk_bytes=16 << 20):  # x4 as int64 indices
+        for _, codes in iter_rows(features.codes, chunk_bytes=4 << 20):  # held x8 as int64 indices and sums
             writer.append(_histograms(codes, codebook_size))
     except BaseException:
         writer.abort()
