@@ -35,7 +35,7 @@ import scipy.signal
 import scipy.stats
 
 from biocodec_jax.codec import Codec
-from biocodec_jax.evaluation.dataset import LabelledWindows
+from biocodec_jax.evaluation.dataset import LabelledWindows, read_rows, take_rows
 
 CONTROLS = ("chance", "random_codec", "handcrafted")
 EEG_BANDS = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 45.0)}
@@ -53,8 +53,10 @@ def chance_proba(y_train: np.ndarray, n_test: int, n_classes: int) -> np.ndarray
 
 
 def _batches(x: np.ndarray, size: int = FEATURE_BATCH) -> Iterator[np.ndarray]:
+    """``x`` a block of windows at a time, float64; a disk-backed ``x`` is read from its file
+    (:func:`~biocodec_jax.evaluation.dataset.read_rows`), so memory stays bounded at corpus scale."""
     for start in range(0, len(x), size):
-        yield np.asarray(x[start:start + size], dtype=np.float64)
+        yield read_rows(x, start, start + size).astype(np.float64)
 
 
 def eeg_band_power(x: np.ndarray, sample_rate: float) -> np.ndarray:
@@ -106,7 +108,9 @@ def kmeans_sample(data: LabelledWindows, seed: int = 0, n_items: int = KMEANS_IT
     n, c, t = data.x.shape
     rng = np.random.default_rng(seed)
     picks = np.sort(rng.choice(n * c, size=min(n_items, n * c), replace=False))
-    return np.stack([np.asarray(data.x[i // c, i % c], dtype=np.float32) for i in picks])[:, None]
+    windows = take_rows(data.x, np.unique(picks // c))  # only the windows drawn, read from disk if stored there
+    row = np.searchsorted(np.unique(picks // c), picks // c)
+    return windows[row, picks % c].astype(np.float32)[:, None]
 
 
 def random_codec(codec, data: LabelledWindows, seed: int = 0):

@@ -35,7 +35,7 @@ from biocodec_jax.evaluation import controls as controls_lib
 from biocodec_jax.evaluation import metrics as metrics_lib
 from biocodec_jax.evaluation.dataset import DatasetError, LabelledWindows
 from biocodec_jax.evaluation.features import codec_features
-from biocodec_jax.evaluation.linear_probe import LinearProbeConfig, fit_linear_probe, probe_features
+from biocodec_jax.evaluation.linear_probe import LinearProbeConfig, Rows, fit_linear_probe, probe_features
 from biocodec_jax.evaluation.report import write_report
 from biocodec_jax.evaluation.splits import Split, label_fraction, split_indices
 from biocodec_jax.evaluation.token_classifier import TokenClassifierConfig, fit_token_classifier
@@ -124,9 +124,9 @@ def _fit_predict(method: str, data: LabelledWindows, features: "_Features", tr, 
     probe_inputs = {"linear_probe": features.probe_x, "random_codec": features.random_probe_x,
                     "handcrafted": features.handcrafted}
     if method in probe_inputs:
-        x = probe_inputs[method]
-        fitted = fit_linear_probe(x[tr], y[tr], x[va], y[va], k, config.probe, seed)
-        return fitted.predict_proba(x[te]), {"C": fitted.c}
+        x = probe_inputs[method]  # in memory, or memmapped features read in chunks (Rows)
+        fitted = fit_linear_probe(Rows(x, tr), y[tr], Rows(x, va), y[va], k, config.probe, seed)
+        return fitted.predict_proba(Rows(x, te)), {"C": fitted.c, "out_of_core": fitted.out_of_core}
     if method == "token_classifier":
         codes = features.codec.codes
         fitted = fit_token_classifier(codes[tr], y[tr], codes[va], y[va], k, features.codebooks,

@@ -13,6 +13,7 @@ The run writes ``config.yaml`` (the resolved evaluation config and the command's
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 import textwrap
@@ -216,7 +217,10 @@ def main(task: ModuleType, argv: Sequence[str] | None = None, prog: str | None =
 
     started = time.time()
     try:
-        data = task.load(args.data, sample_rate, args.variant, **{k: getattr(args, k) for k in args.task_options})
+        options = {k: getattr(args, k) for k in args.task_options}
+        if "workdir" in inspect.signature(task.load).parameters:  # a task that streams its windows to disk
+            options["workdir"] = cache / "windows" / name
+        data = task.load(args.data, sample_rate, args.variant, **options)
         log.info("%s (read in %.0f s)", data.summary(), time.time() - started)
         splits = task.make_splits(data, args.variant, args.split_seed)
         if not isinstance(splits, dict):  # one protocol: the task names it (PROTOCOL), else subject folds
