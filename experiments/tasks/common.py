@@ -186,7 +186,10 @@ def eval_config(args: argparse.Namespace):
 def main(task: ModuleType, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run ``task`` from the command line; exit 0 on success, 2 on a bad dataset or argument."""
     args = build_parser(task, prog).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {task.NAME}: %(message)s", datefmt="%H:%M:%S")
+    # force: an import (absl, through Orbax) has already given the root logger a WARNING handler, which
+    # would make basicConfig a no-op and hide every progress line of a run that takes hours.
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {task.NAME}: %(message)s", datefmt="%H:%M:%S",
+                        force=True)
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax reports every checkpoint read at INFO
     try:
         config = eval_config(args)
