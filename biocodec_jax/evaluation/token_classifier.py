@@ -8,6 +8,14 @@ original's recipe (AdamW (0.5, 0.9), lr 1e-3, weight decay 1e-2, 20 % linear war
 is ``nnx.split`` once and the jitted train step and evaluation ``nnx.merge`` it inside; dropout is
 driven by explicit keys.
 
+Memory is bounded by ``TokenClassifierConfig.max_activation_bytes``: XLA assigns 27 GB of buffers
+to a training step on a whole batch of 128 windows of 64 channels x 105 frames (165 GB at 313
+frames, a codec of hop 4), so the training step sums the gradient over micro-batches that fit the budget (one ``lax.scan`` in one
+compiled step, :func:`training_micro_batch`) and evaluation runs in batches that fit it. The
+optimisation is the full batch's: the loss of each micro-batch is divided by the summed target
+weight of the whole batch, and each window keeps its dropout masks (:class:`DropoutMasks`), so
+only float rounding depends on the micro-batch size.
+
 A class absent from the validation labels is allowed: balanced accuracy (sklearn) averages the
 recall over the classes present in the validation labels only.
 """
@@ -43,9 +51,14 @@ from biocodec_jax.evaluation.token_model import (  # noqa: F401  (re-exported: t
     sinusoidal_positions,
 )
 
-# Evaluation batches are cut so one attention-weight tensor stays under 1 GiB of float32 (a batch
-# of 256 windows of 64 channels x 105 frames would need 9 GiB per tensor).
-_EVAL_ATTENTION_ELEMENTS = 2**28
+# Copies of a window's attention weights and of its per-token values that XLA's CPU programs hold
+# at once, fitted to ``compiled.memory_analysis().temp_size_in_bytes`` of the train step and of
+# ``probabilities`` at 1-64 channels, 8-313 frames, d = 4-16. Training: XLA's figure is 5.3-5.7
+# attention copies (208 MB per window at 64 x 105, 1.29 GB at 64 x 313); the estimate is 5 % below
+# to 35 % above it. Evaluation materialises little of the attention (5.8 MB per window at 64 x 105); the
+# estimate is 1.2-4 times above it.
+_TRAIN_ATTENTION_COPIES, _TRAIN_TOKEN_COPIES = 5.6, 8.0
+_EVAL_ATTENTION_COPIES, _EVAL_TOKEN_COPIES = 0.5, 3.0
 
 
 # --- loss, optimiser, steps ----------------------------------------------------------------------
@@ -64,9 +77,17 @@ def weighted_smoothed_cross_entropy(
 
     Both terms are divided by the summed weight of the targets, as torch's mean reduction does.
     """
+    return cross_entropy_share(logits, labels, weights, mask, smoothing, jnp.sum(weights[labels] * mask))
+
+
+def cross_entropy_share(
+    logits: jax.Array, labels: jax.Array, weights: jax.Array, mask: jax.Array, smoothing: float, total: jax.Array
+) -> jax.Array:
+    """The rows' part of :func:`weighted_smoothed_cross_entropy` over a batch whose summed target
+    weight (``weights[labels] * mask``, summed) is ``total``: the parts of a batch's micro-batches
+    add up to the batch's loss."""
     log_p = jax.nn.log_softmax(logits, axis=-1)
     target_weight = weights[labels] * mask
-    total = jnp.sum(target_weight)
     nll = -jnp.sum(target_weight * jnp.take_along_axis(log_p, labels[:, None], axis=-1)[:, 0]) / total
     smooth = -jnp.sum(mask * jnp.sum(log_p * weights, axis=-1)) / total
     return (1.0 - smoothing) * nll + smoothing / logits.shape[-1] * smooth
@@ -96,24 +117,56 @@ def learning_rates(config: TokenClassifierConfig, total_steps: int) -> np.ndarra
     return np.asarray(jax.jit(schedule)(np.arange(total_steps)), dtype=np.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
+def loss_and_gradient(
+    params: nnx.State, key: jax.Array, codes: jax.Array, labels: jax.Array, mask: jax.Array, weights: jax.Array,
+    label_smoothing: jax.Array, graphdef: nnx.GraphDef, micro_batch: int | None = None,
+) -> tuple[jax.Array, nnx.State]:
+    """The training loss of a (padded) batch (rows with ``mask == 0`` do not count) and its gradient.
+
+    With ``micro_batch`` smaller than the batch, both are summed over micro-batches of that many
+    windows in a ``lax.scan`` (the last one padded with rows that do not count), each loss divided
+    by the whole batch's summed target weight and each window given its dropout masks in the whole
+    batch: the full batch's loss and gradient to float rounding, with the activations of one
+    micro-batch held at a time. Traceable (called inside :func:`train_step`).
+    """
+    total = jnp.sum(weights[labels] * mask)
+
+    def loss_fn(p, codes, labels, mask, first_window):
+        logits = nnx.merge(graphdef, p)(codes, key, first_window)
+        return cross_entropy_share(logits, labels, weights, mask, label_smoothing, total)
+
+    b = codes.shape[0]
+    if micro_batch is None or micro_batch >= b:
+        return jax.value_and_grad(loss_fn)(params, codes, labels, mask, 0)
+    n_micro = -(-b // micro_batch)
+    pad = n_micro * micro_batch - b  # < n_micro <= b
+    split = lambda a: jnp.concatenate([a, a[:pad]]).reshape(n_micro, micro_batch, *a.shape[1:])  # noqa: E731
+    mask = jnp.concatenate([mask, jnp.zeros((pad,), mask.dtype)]).reshape(n_micro, micro_batch)
+
+    def accumulate(carry, micro):
+        return jax.tree.map(jnp.add, carry, jax.value_and_grad(loss_fn)(params, *micro)), None
+
+    zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+    micro = (split(codes), split(labels), mask, jnp.arange(n_micro, dtype=jnp.uint32) * micro_batch)
+    return jax.lax.scan(accumulate, zero, micro)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "micro_batch"))
 def train_step(
     params: nnx.State, opt_state: optax.OptState, key: jax.Array, learning_rate: jax.Array,
     codes: jax.Array, labels: jax.Array, mask: jax.Array, weights: jax.Array, label_smoothing: jax.Array,
-    *, graphdef: nnx.GraphDef,
+    *, graphdef: nnx.GraphDef, micro_batch: int | None = None,
 ) -> tuple[nnx.State, optax.OptState, jax.Array]:
     """One clipped AdamW step on a (padded) batch; rows with ``mask == 0`` do not count. Returns the loss.
+
+    ``micro_batch``: the gradient is accumulated over micro-batches of that many windows
+    (:func:`loss_and_gradient`); the step is the full batch's to float rounding.
 
     The optimiser works on all parameters raveled into one vector: its update is then a handful of
     fused kernels instead of a few per parameter array (less to compile). ``opt_state`` is
     :func:`make_optimizer`'s state over that vector.
     """
-
-    def loss_fn(p):
-        logits = nnx.merge(graphdef, p)(codes, key)
-        return weighted_smoothed_cross_entropy(logits, labels, weights, mask, label_smoothing)
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
+    loss, grads = loss_and_gradient(params, key, codes, labels, mask, weights, label_smoothing, graphdef, micro_batch)
     flat, unravel = ravel_pytree(params)
     opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": learning_rate})
     # The hyperparameters are read from opt_state; the placeholders only give the structure.
@@ -124,16 +177,48 @@ def train_step(
     return nnx.state(model), opt_state, loss
 
 
-def _predict(graphdef: nnx.GraphDef, params: nnx.State, codes: np.ndarray, batch_size: int) -> np.ndarray:
+def activation_bytes(n_channels: int, frames: int, d: int, heads: int, feedforward: int, training: bool) -> int:
+    """Estimated bytes of the activations one window holds in a training step (forward and
+    backward) or in evaluation, for ``n_channels x frames`` codes and a model of width ``d``.
+
+    The attention weights dominate: ``heads * (C T'^2 + T' C^2)`` values (time and channel layer),
+    against ``C T' (d + feedforward)`` per-token values; the number of copies of each that XLA
+    keeps alive was fitted to its buffer assignment on CPU (``_TRAIN_*`` / ``_EVAL_*_COPIES``).
+    """
+    attention = heads * (n_channels * frames * frames + frames * n_channels * n_channels)
+    tokens = n_channels * frames * (d + feedforward)
+    if training:
+        return int(4 * (_TRAIN_ATTENTION_COPIES * attention + _TRAIN_TOKEN_COPIES * tokens))
+    return int(4 * (_EVAL_ATTENTION_COPIES * attention + _EVAL_TOKEN_COPIES * tokens))
+
+
+def _window_bytes(graphdef: nnx.GraphDef, params: nnx.State, codes_shape: tuple[int, ...], training: bool) -> int:
+    model = nnx.merge(graphdef, params)
+    layer = model.time_layer
+    _, c, t, _ = codes_shape
+    return activation_bytes(c, t, layer.in_proj.in_features, layer.heads, layer.linear1.out_features, training)
+
+
+def training_micro_batch(batch: int, window_bytes: int, max_bytes: int) -> int:
+    """Windows per micro-batch for a training batch of ``batch`` windows of ``window_bytes`` each
+    (:func:`activation_bytes`) under ``max_bytes``: the batch in as few micro-batches as fit, cut
+    as evenly as possible (the last one is padded to the same size). At least 1, whatever the budget.
+    """
+    fits = max(1, max_bytes // max(1, window_bytes))
+    n_micro = -(-batch // min(batch, fits))
+    return -(-batch // n_micro)
+
+
+def _predict(graphdef: nnx.GraphDef, params: nnx.State, codes: np.ndarray, batch_size: int,
+             max_bytes: int) -> np.ndarray:
     """Probabilities for all ``codes``, in batches of one fixed size (the last one padded).
 
-    The batch is at most ``batch_size`` and small enough to keep each attention-weight tensor under
-    ``_EVAL_ATTENTION_ELEMENTS``; the result does not depend on it.
+    The batch is at most ``batch_size`` and small enough that its estimated activations
+    (:func:`activation_bytes`) stay under ``max_bytes``; the result does not depend on it.
     """
-    n, c, t, _ = codes.shape
-    heads = nnx.merge(graphdef, params).time_layer.heads
-    per_window = heads * (c * t * t + t * c * c)  # time layer + channel layer attention weights
-    size = max(1, min(batch_size, n, _EVAL_ATTENTION_ELEMENTS // per_window))
+    n = len(codes)
+    fits = max(1, max_bytes // _window_bytes(graphdef, params, codes.shape, training=False))
+    size = max(1, min(batch_size, n, fits))
     out = []
     for start in range(0, n, size):
         batch = codes[start:start + size]
@@ -201,7 +286,7 @@ class FittedTokenClassifier:
         codes = _check_codes(codes, "token classifier input", n_codes, n_books, n_channels, allow_empty=True)
         if len(codes) == 0:
             return np.zeros((0, self.n_classes), np.float32)
-        return _predict(self.graphdef, self.state, codes, batch_size)
+        return _predict(self.graphdef, self.state, codes, batch_size, self.config.max_activation_bytes)
 
 
 def fit_token_classifier(
@@ -223,7 +308,9 @@ def fit_token_classifier(
     from ``y_val`` are left out of the validation balanced accuracy. Deterministic for ``seed``:
     the batch order and the initialisation come from ``numpy.random.Generator(seed)``, dropout
     from ``jax.random.key(seed)`` (see :class:`DropoutMasks`). The last batch of an epoch is
-    padded to full size (the padding does not count), so one shape is compiled.
+    padded to full size (the padding does not count), so one shape is compiled. Batches whose
+    activations exceed ``config.max_activation_bytes`` are trained in micro-batches
+    (:func:`training_micro_batch`); that changes the result only by float rounding.
     """
     codebooks = np.asarray(codebooks, dtype=np.float32)
     if codebooks.ndim != 3:
@@ -246,6 +333,8 @@ def fit_token_classifier(
     n = len(codes_train)
     batch = min(config.batch_size, n)
     steps_per_epoch = -(-n // batch)
+    micro = training_micro_batch(batch, _window_bytes(graphdef, params, codes_train.shape, training=True),
+                                 config.max_activation_bytes)
     rates = learning_rates(config, config.epochs * steps_per_epoch)
     opt_state = make_optimizer(config).init(ravel_pytree(params)[0])
     weights = jnp.asarray(class_weights(y_train, n_classes))
@@ -263,12 +352,12 @@ def fit_token_classifier(
             rows, in_batch = order[i * batch:(i + 1) * batch], mask[i * batch:(i + 1) * batch]
             params, opt_state, loss = train_step(
                 params, opt_state, jax.random.fold_in(dropout_key, step), rates[step], codes_train[rows],
-                y_train[rows], in_batch, weights, smoothing, graphdef=graphdef,
+                y_train[rows], in_batch, weights, smoothing, graphdef=graphdef, micro_batch=micro,
             )
             losses.append((loss, in_batch.sum()))
             step += 1
         train_loss = float(sum(float(v) * m for v, m in losses) / n)
-        predicted = _predict(graphdef, params, codes_val, config.batch_size).argmax(axis=-1)
+        predicted = _predict(graphdef, params, codes_val, config.batch_size, config.max_activation_bytes).argmax(-1)
         accuracy = balanced_accuracy(y_val, predicted)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_balanced_accuracy": accuracy})
         if accuracy > best_accuracy:

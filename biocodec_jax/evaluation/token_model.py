@@ -58,6 +58,10 @@ class TokenClassifierConfig:
     """Architecture and training recipe of the original's token classifier (its defaults).
 
     One object for both, as the original's command line has them; the model reads the first six.
+    ``max_activation_bytes`` is not the original's: it bounds the activations one training
+    micro-batch (or evaluation batch) may hold, estimated from the shapes; the training step
+    accumulates the gradient of a ``batch_size`` batch over micro-batches that fit it. The default
+    (1.5 GiB) keeps the peak RSS of a training run at 64 channels under 4 GB on CPU.
     """
 
     heads: int = 8
@@ -75,11 +79,15 @@ class TokenClassifierConfig:
     warmup_fraction: float = 0.2
     clip_norm: float = 1.0
     label_smoothing: float = 0.1
+    max_activation_bytes: int = 3 * 2**29
 
     def __post_init__(self):
-        for name in ("heads", "feedforward", "hidden", "epochs", "batch_size"):
+        for name in ("heads", "feedforward", "hidden", "epochs", "batch_size", "max_activation_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TokenClassifierConfig.{name} must be >= 1; got {getattr(self, name)}")
+        if self.batch_size > 2**16:
+            raise ValueError(f"TokenClassifierConfig.batch_size must be at most 65536 (the dropout masks' "
+                             f"counters); got {self.batch_size}")
         for name in ("dropout", "head_dropout", "warmup_fraction", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"TokenClassifierConfig.{name} must be in [0, 1); got {getattr(self, name)}")
@@ -140,24 +148,44 @@ def _fmix32(x: jax.Array) -> jax.Array:
 class DropoutMasks:
     """Keep-masks for the dropout sites of one training pass, keyed by a ``jax.random`` key.
 
-    Each element's bits hash its index with the key and the site's number (two rounds of
-    :func:`_fmix32`), which XLA fuses into the dropout itself. ``jax.random``'s generators cost
-    about 50 ns per value on CPU; attention-weight dropout needs ``8 T'^2`` values per sequence, so
-    with them the random bits took longer than the rest of the training step.
+    Each element's bits hash its index in the whole batch with the key and the site's number (two
+    rounds of :func:`_fmix32`), which XLA fuses into the dropout itself. ``jax.random``'s generators
+    cost about 50 ns per value on CPU; attention-weight dropout needs ``8 T'^2`` values per
+    sequence, so with them the random bits took longer than the rest of the training step.
+
+    Every site's tensor is window-major (window ``i`` owns the ``i``-th of ``windows`` equal
+    contiguous blocks), so a pass over windows ``first_window .. first_window + windows - 1`` of a
+    batch (a micro-batch) gets exactly the masks of those windows in a pass over the whole batch:
+    the masks do not depend on how the batch is cut. The index is 64-bit, kept as two 32-bit words;
+    the high word (non-zero only past 2^32 elements of one site in the whole batch) is added after
+    the first round, so below that the bits are those of a plain 32-bit counter. A batch may hold
+    at most 2^16 windows, and one window at most 2^32 elements per site.
     """
 
-    def __init__(self, key: jax.Array):
+    def __init__(self, key: jax.Array, windows: int = 1, first_window: jax.Array | int = 0):
         self.words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
         self.sites = 0
+        self.windows = windows
+        self.first_window = jnp.asarray(first_window, jnp.uint32)
 
     def keep(self, shape: tuple[int, ...], rate: float) -> jax.Array:
         """Boolean mask of ``shape``, each element ``True`` with probability ``1 - rate`` (to 2^-32)."""
         n = math.prod(shape)
-        if n >= 2**32:
-            raise ValueError(f"a dropout site of {n} elements is too large for 32-bit counters; use a smaller batch")
+        per_window, rest = divmod(n, self.windows)
+        if rest:
+            raise ValueError(f"a dropout site of shape {shape} does not split into {self.windows} windows")
+        if per_window >= 2**32:
+            raise ValueError(f"a dropout site of {per_window} elements per window is too large for 32-bit counters")
         self.sites += 1
         salt = _fmix32(self.words[0] + jnp.uint32((self.sites * 0x9E3779B9) % 2**32))
-        bits = _fmix32(_fmix32(jax.lax.iota(jnp.uint32, n) ^ salt) + self.words[-1])
+        # first_window * per_window as (low, high) 32-bit words, from 16-bit halves of per_window.
+        low_part = self.first_window * jnp.uint32(per_window % 2**16)
+        high_part = self.first_window * jnp.uint32(per_window >> 16)
+        base = low_part + (high_part << 16)
+        base_high = (high_part >> 16) + (base < low_part).astype(jnp.uint32)
+        index = base + jax.lax.iota(jnp.uint32, n)
+        high = base_high + (index < base).astype(jnp.uint32)
+        bits = _fmix32(_fmix32(index ^ salt) + self.words[-1] + high * jnp.uint32(0x85EBCA77))
         return bits.reshape(shape) >= jnp.uint32(min(round(rate * 2**32), 2**32 - 1))
 
 
@@ -264,10 +292,14 @@ class TokenClassifier(nnx.Module):
         # One table at a time: never materialise [B, C, T', K, d].
         return functools.reduce(jnp.add, (table[k][codes[..., k]] for k in range(codes.shape[-1])))
 
-    def __call__(self, codes: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        """Codes ``[B, C, T', K]`` -> logits ``[B, classes]``; dropout only when ``key`` is given."""
+    def __call__(self, codes: jax.Array, key: jax.Array | None = None, first_window: jax.Array | int = 0) -> jax.Array:
+        """Codes ``[B, C, T', K]`` -> logits ``[B, classes]``; dropout only when ``key`` is given.
+
+        ``codes`` may be a micro-batch: windows ``first_window ..`` of a batch, which then get that
+        batch's dropout masks (:class:`DropoutMasks`).
+        """
         b, c, t, _ = codes.shape
-        masks = None if key is None else DropoutMasks(key)
+        masks = None if key is None else DropoutMasks(key, b, first_window)
         x = self.embed(codes)
         d = x.shape[-1]
         x = self.time_layer(x.reshape(b * c, t, d) + sinusoidal_positions(t, d), masks)
