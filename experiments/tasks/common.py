@@ -191,6 +191,7 @@ def main(task: ModuleType, argv: Sequence[str] | None = None, prog: str | None =
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {task.NAME}: %(message)s", datefmt="%H:%M:%S",
                         force=True)
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax reports every checkpoint read at INFO
+    logging.getLogger("jax").setLevel(logging.WARNING)  # which backends it could not start (tpu, proxy), at INFO
     try:
         config = eval_config(args)
     except (ValueError, TypeError, KeyError) as err:
