@@ -1,14 +1,15 @@
 """One table from several evaluation runs: what the README's "Results here" shows.
 
     python -m experiments.tasks.summarise runs/eval/bonn-seizure/results.json runs/eval/eegmmi-.../results.json
-    python -m experiments.tasks.summarise --readme README.md experiments/tasks/results/*.json   # rewrite it
+    python -m experiments.tasks.summarise --readme README.md     # rewrite the README's table from README_RUNS
 
 Rows: each run's protocols, each control and method; columns: balanced accuracy (mean over seeds
 of the mean over splits) with its 95 % t-interval over the runs (splits x seeds), the runs counted,
 and each method's gain over each control (paired over the runs, 95 % t-interval). The table is
 written between ``<!-- results:begin -->`` and ``<!-- results:end -->`` in the README with
-``--readme`` (the results.json files behind it are kept in ``experiments/tasks/results/``), and
-``tests/test_readme.py`` checks that the README equals what this prints.
+``--readme`` (the results.json files behind it, :data:`README_RUNS`, are kept in
+``experiments/tasks/results/``), and ``tests/test_readme_results.py`` checks that the README equals
+what this prints.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from pathlib import Path
 from biocodec_jax.evaluation.report import CONTROL_COLUMNS, METHOD_LABELS
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# The runs behind the README's table, in its order (copies of runs/eval/<run>/results.json).
+README_RUNS = tuple(RESULTS_DIR / f"{name}.json" for name in
+                    ("eegmmi-keep", "eegmmi-regress", "bonn-seizure", "emg_gestures-myo"))
 METRIC = "balanced_accuracy"
 
 
@@ -73,13 +78,18 @@ def replace_block(text: str, block: str, path: str = "README.md") -> str:
     return f"{head}{BEGIN}\n{block}{END}{tail}"
 
 
+def load_runs(paths) -> list[dict]:
+    """The parsed results.json files at ``paths``."""
+    return [json.loads(Path(p).read_text()) for p in paths]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.tasks.summarise", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="+", help="results.json files of evaluate runs")
+    parser.add_argument("results", nargs="*", help="results.json files of evaluate runs (default: README_RUNS)")
     parser.add_argument("--readme", help="rewrite this file's results block instead of printing")
     args = parser.parse_args(argv)
     runs = []
-    for path in args.results:
+    for path in args.results or README_RUNS:
         try:
             runs.append(json.loads(Path(path).read_text()))
         except (OSError, ValueError) as err:
