@@ -26,7 +26,8 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # The runs behind the README's table, in its order (copies of runs/eval/<run>/results.json).
 README_RUNS = tuple(RESULTS_DIR / f"{name}.json" for name in
-                    ("eegmmi-keep", "eegmmi-regress", "bonn-seizure", "emg_gestures-myo"))
+                    ("eegmmi-keep", "eegmmi-regress", "bonn-seizure", "emg_gestures-myo",
+                     "emg_gestures-myo-baselines"))
 METRIC = "balanced_accuracy"
 
 
@@ -38,6 +39,8 @@ def run_label(results: dict) -> str:
     """``task (variant; option=value ...)``: what tells two runs of one task apart."""
     prep = (results.get("data") or {}).get("preprocessing") or {}
     extras = [f"ocular {prep['ocular']}"] if prep.get("ocular") not in (None, "keep") else []
+    if results.get("codec") is None:  # a run of the PyTorch baselines alone (no codec given)
+        extras.append("baselines run")
     variant = results.get("variant")
     inside = "; ".join([v for v in [variant] if v] + extras)
     return f"`{results['task'].split('-')[0]}`" + (f" ({inside})" if inside else "")
