@@ -100,3 +100,21 @@ def test_no_task_normalises_over_a_file(tmp_path, name):
     assert scope == EXPECTED_SCOPE[name]
     assert isinstance(data.preprocessing["normalisation"], str)
 
+
+
+def test_a_run_shows_its_progress_and_leaves_logging_as_it_was(capsys):
+    """evaluate's progress lines (INFO) reach stderr during the run, even though an import gave the root
+    logger a WARNING handler; afterwards no handler of ours is left (a closed stream would break later logs)."""
+    import logging
+
+    from experiments.tasks import common
+
+    runner_log = logging.getLogger("biocodec_jax.evaluation.runner")
+    before = [(logging.getLogger(n).level, logging.getLogger(n).propagate, list(logging.getLogger(n).handlers))
+              for n in common.PROGRESS_LOGGERS]
+    with common.progress_logging("bonn"):
+        runner_log.info("fold 0 done")
+    assert "bonn: fold 0 done" in capsys.readouterr().err
+    after = [(logging.getLogger(n).level, logging.getLogger(n).propagate, list(logging.getLogger(n).handlers))
+             for n in common.PROGRESS_LOGGERS]
+    assert after == before

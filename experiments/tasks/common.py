@@ -13,6 +13,7 @@ The run writes ``config.yaml`` (the resolved evaluation config and the command's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import logging
 import sys
@@ -35,6 +36,7 @@ from data_pipelines.errors import ChannelError, RecordingError
 from experiments.tasks import TASKS, get_task
 
 log = logging.getLogger("evaluate")
+PROGRESS_LOGGERS = ("evaluate", "experiments", "biocodec_jax", "data_pipelines")  # what a run reports at INFO
 
 EXAMPLES = """examples:
   biocodec-jax evaluate eegmmi --data ../shared/data/eegmmidb --codec runs/demo/codec
@@ -186,12 +188,48 @@ def eval_config(args: argparse.Namespace):
 def main(task: ModuleType, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run ``task`` from the command line; exit 0 on success, 2 on a bad dataset or argument."""
     args = build_parser(task, prog).parse_args(argv)
-    # force: an import (absl, through Orbax) has already given the root logger a WARNING handler, which
-    # would make basicConfig a no-op and hide every progress line of a run that takes hours.
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {task.NAME}: %(message)s", datefmt="%H:%M:%S",
-                        force=True)
-    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax reports every checkpoint read at INFO
-    logging.getLogger("jax").setLevel(logging.WARNING)  # which backends it could not start (tpu, proxy), at INFO
+    with progress_logging(task.NAME):
+        return _run(task, args)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to ``sys.stderr`` as it is when a record comes (not when it was made)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+@contextlib.contextmanager
+def progress_logging(name: str):
+    """The run's progress (INFO of the project's loggers) on stderr while it runs, then logging as before.
+
+    Not ``logging.basicConfig``: an import (absl, through Orbax) has already given the root logger a
+    WARNING-level handler, so basicConfig would do nothing and a run of hours would print no progress;
+    forcing it would replace handlers that are not ours (a caller's, a test runner's).
+    """
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {name}: %(message)s", datefmt="%H:%M:%S"))
+    saved = []
+    for logger in map(logging.getLogger, PROGRESS_LOGGERS):
+        saved.append((logger, logger.level, logger.propagate))
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        logger.propagate = False  # the root's handler would print each line a second time
+    try:
+        yield
+    finally:
+        for logger, level, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def _run(task: ModuleType, args: argparse.Namespace) -> int:
     try:
         config = eval_config(args)
     except (ValueError, TypeError, KeyError) as err:
