@@ -108,8 +108,8 @@ def kmeans_sample(data: LabelledWindows, seed: int = 0, n_items: int = KMEANS_IT
     n, c, t = data.x.shape
     rng = np.random.default_rng(seed)
     picks = np.sort(rng.choice(n * c, size=min(n_items, n * c), replace=False))
-    windows = take_rows(data.x, np.unique(picks // c))  # only the windows drawn, read from disk if stored there
-    row = np.searchsorted(np.unique(picks // c), picks // c)
+    drawn, row = np.unique(picks // c, return_inverse=True)
+    windows = take_rows(data.x, drawn)  # only the windows drawn, read from disk if stored there
     return windows[row, picks % c].astype(np.float32)[:, None]
 
 

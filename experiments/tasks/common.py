@@ -29,7 +29,7 @@ import yaml
 from biocodec_jax.codec import Codec
 from biocodec_jax.config import apply_overrides, dataclass_from_dict, save_config, to_dict
 from biocodec_jax.evaluation.dataset import DatasetError
-from biocodec_jax.evaluation.runner import CODEC_METHODS, DEFAULT_PROTOCOL, EvalConfig, run_evaluation
+from biocodec_jax.evaluation.runner import CODEC_METHODS, DEFAULT_PROTOCOL, EvalConfig, as_protocols, run_evaluation
 from biocodec_jax.evaluation.splits import partition_holdout_folds, subject_folds
 from data_pipelines.channels import pick_channels
 from data_pipelines.errors import ChannelError, RecordingError
@@ -264,9 +264,9 @@ def _run(task: ModuleType, args: argparse.Namespace) -> int:
             options["workdir"] = cache / "windows" / name
         data = task.load(args.data, sample_rate, args.variant, **options)
         log.info("%s (read in %.0f s)", data.summary(), time.time() - started)
-        splits = task.make_splits(data, args.variant, args.split_seed)
-        if not isinstance(splits, dict):  # one protocol: the task names it (PROTOCOL), else subject folds
-            splits = {getattr(task, "PROTOCOL", DEFAULT_PROTOCOL): splits}
+        # One list of splits is one protocol, named by the task (PROTOCOL), else subject folds.
+        splits = as_protocols(task.make_splits(data, args.variant, args.split_seed),
+                              getattr(task, "PROTOCOL", DEFAULT_PROTOCOL))
         output.mkdir(parents=True, exist_ok=True)
         save_config(config, output / "config.yaml")
         with open(output / "config.yaml", "a") as f:
