@@ -712,16 +712,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--script", action="store_true", help=f"print the script ({SCRIPTS[target]}) with these defaults")
         g = p.add_argument_group("pretrain arguments (shared by every recipe)")
         g.add_argument("--config", default=DEFAULT_CONFIG, help="(default %(default)s; '' for none)")
-        g.add_argument("--workdir", default=None)
-        g.add_argument("--data", default=None)
-        g.add_argument("--steps", type=int, default=None)
-        g.add_argument("--batch-size", type=int, default=None, help="global batch")
+        d = cls().pretrain()
+        g.add_argument("--workdir", default=None, help=f"(default {d.workdir})")
+        g.add_argument("--data", default=None, help=f"(default {d.data}; shards)")
+        g.add_argument("--steps", type=int, default=None, help=f"(default {d.steps or 'the config'})")
+        g.add_argument("--batch-size", type=int, default=None,
+                       help=f"global batch (default {d.batch_size or 'the config'})")
         g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets")
         s = p.add_argument_group(f"{target}")
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")
             if f.type == "bool":
-                s.add_argument(flag, action="store_true")
+                s.add_argument(flag, action="store_true", help="in the background (log in ~/biocodec-pretrain.log)")
             else:
                 s.add_argument(flag, type=int if f.type == "int" else str, default=f.default,
                                help="(default %(default)s)")
