@@ -334,16 +334,17 @@ def test_local_multiprocess_sh_runs_the_recipes_commands(tmp_path):
 
 
 def fenced_blocks(markdown: str) -> list[str]:
-    blocks, inside = [], None
+    """The contents of a markdown text's fenced code blocks (also those indented in list items)."""
+    blocks, inside, indent = [], None, 0
     for line in markdown.splitlines(keepends=True):
-        if line.startswith("```"):
+        if line.lstrip().startswith("```"):
             if inside is None:
-                inside = []
+                inside, indent = [], len(line) - len(line.lstrip())
             else:
                 blocks.append("".join(inside))
                 inside = None
         elif inside is not None:
-            inside.append(line)
+            inside.append(line[indent:] if line[:indent].isspace() else line)
     return blocks
 
 
