@@ -19,6 +19,12 @@ from data_pipelines.typed_config import apply_overrides, dataclass_from_dict, to
 
 Modality = Literal["eeg", "emg"]
 SplitBy = Literal["subject", "recording"]
+Resample = Literal["polyphase", "fft"]
+
+# What a stored config without a ``resample`` field means (an old manifest, a codec's
+# ``preprocessing.json`` written before the field existed): MNE's FFT resampling, which every
+# recording was prepared with then, so an old codec still sees at inference what it was trained on.
+LEGACY_RESAMPLE: Resample = "fft"
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,11 @@ class PrepareConfig:
     l_freq: float | None = None
     h_freq: float | None = None
     notch_freq: float | None = None
+    # How a recording is brought to ``sample_rate``: "polyphase" (scipy.signal.resample_poly: a
+    # Kaiser-windowed FIR (beta 5) at the exact rational rate ratio, reflect-padded ends; about twice
+    # as fast) or "fft" (MNE's FFT resampling, boxcar spectrum, what every recording was prepared with
+    # before this field: a stored config without it loads as "fft", see LEGACY_RESAMPLE).
+    resample: Resample = "polyphase"
     # Recordings sampled below this are rejected: up-sampling cannot restore the band the codec
     # expects. Below the target rate but above this (e.g. PhysioNet's 160 Hz EEG) is resampled.
     min_sample_rate: float = 128.0
@@ -116,7 +127,9 @@ def load_prepare_config(
 def codec_prepare_config(stored: dict | None, *, sample_rate: float, modality: Modality) -> PrepareConfig:
     """The typed prepare config of a codec running at ``sample_rate``: ``stored`` (the dict a codec
     keeps in ``metadata.json`` / a run in ``preprocessing.json``: :func:`config_to_dict`'s format)
-    read back, else (None or empty: e.g. the original's ``.pt``) the ``modality`` preset at that rate.
+    read back (:func:`config_from_dict`: without a ``resample`` field, "fft"), else (None or empty:
+    e.g. the original's ``.pt``) the ``modality`` preset at that rate with ``resample="fft"`` (what
+    such codecs were always fed here; the original's recipe does not name a resampling method).
 
     ValueError if ``stored`` is not a prepare config or resamples to another rate than ``sample_rate``.
     """
@@ -131,15 +144,19 @@ def codec_prepare_config(stored: dict | None, *, sample_rate: float, modality: M
                 f"{sample_rate} Hz"
             )
         return prep
-    prep = prepare_preset(modality)
+    prep = replace(prepare_preset(modality), resample=LEGACY_RESAMPLE)
     if prep.sample_rate != sample_rate:
         prep = replace(prep, sample_rate=float(sample_rate))
     return prep
 
 
 def config_from_dict(data: dict) -> PrepareConfig:
-    """Inverse of :func:`config_to_dict` (e.g. a manifest's ``config``)."""
-    return dataclass_from_dict(PrepareConfig, data)
+    """Inverse of :func:`config_to_dict` (e.g. a manifest's ``config``, a codec's stored preprocessing).
+
+    A config stored before ``resample`` existed has no such key: it loads as ``"fft"``
+    (:data:`LEGACY_RESAMPLE`), the resampling its windows were made with, not as today's default.
+    """
+    return dataclass_from_dict(PrepareConfig, {"resample": LEGACY_RESAMPLE, **data})
 
 
 def config_to_dict(config: PrepareConfig) -> dict:
@@ -149,6 +166,7 @@ def config_to_dict(config: PrepareConfig) -> dict:
 __all__ = [
     "PrepareConfig",
     "PRESETS",
+    "LEGACY_RESAMPLE",
     "prepare_preset",
     "load_prepare_config",
     "config_from_dict",
