@@ -196,7 +196,7 @@ def unusable_channels(x: np.ndarray, channel_names: Sequence[str] | None = None)
     out = []
     for i in np.flatnonzero(~finite.all(axis=1)):
         out.append((_channel_name(channel_names, int(i)), f"{int((~finite[i]).sum())} non-finite (NaN/Inf) sample(s)"))
-    _, iqr = robust_stats(np.where(finite, x, 0.0))
+    _, iqr = robust_stats(x if finite.all() else np.where(finite, x, 0.0))
     for i in np.flatnonzero(finite.all(axis=1) & (iqr == 0)):
         out.append((_channel_name(channel_names, int(i)), "flat signal (interquartile range 0)"))
     return out
