@@ -12,6 +12,8 @@ def test_prepare_speed_dry_run(tmp_path):
         assert row["recordings"] == 2 and row["windows"] > 0 and row["seconds"] > 0
         assert row["recording_hours_per_minute"] == pytest.approx(row["recording_hours"] / (row["seconds"] / 60))
         assert row["recording_hours_per_minute_per_worker"] == pytest.approx(row["recording_hours_per_minute"])
+        assert row["cpu_seconds"] > 0 and row["recording_hours_per_cpu_minute"] == pytest.approx(
+            row["recording_hours"] / (row["cpu_seconds"] / 60))
     assert all(report["checks"].values()) and report["checks"]["polyphase_and_fft_same_windows_per_recording"]
     assert set(report["speedup_polyphase_over_fft"]) == {"w1"}
     est = report["estimate"]

@@ -10,8 +10,9 @@ Default input: ``../shared/data/eegmmidb`` when present (41 PhysioNet recordings
 only (a quick dry run). Every run prepares the same input into a fresh temporary output with the
 EEG preset and reports recording-hours, channel-hours and recordings per minute and windows/s,
 worker start-up included (it is part of every real run), with the load average of the machine
-before and after it (the 1-minute figure counts other processes sharing the cores). A first,
-untimed run warms the page cache.
+before and after it (the 1-minute figure counts other processes sharing the cores), and the CPU
+time of its processes (recording-hours per CPU-minute: what one core does, which sharing the
+machine disturbs far less). A first, untimed run warms the page cache and the imports.
 
 Runs: local ``prepare`` at each ``--workers`` count with today's resampling (``resample=
 "polyphase"``), then (unless ``--no-baseline``) the same with ``resample="fft"``, the resampling
@@ -33,6 +34,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -75,12 +77,24 @@ def _shard_digest(output: Path) -> str:
     return digest.hexdigest()
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and of its finished (waited-for) children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def measure(label: str, fn, output: Path, workers: int, **extra) -> tuple[dict, dict]:
-    """Run ``fn(output)`` (it returns the manifest) once, timed; the rates and the manifest."""
+    """Run ``fn(output)`` (it returns the manifest) once, timed; the rates and the manifest.
+
+    Besides wall time, the CPU time of the run's processes (the main one and its finished workers):
+    recording-hours per CPU-minute is the throughput of one core given to the job, which other
+    processes sharing the machine disturb far less than the wall-clock rates."""
     load_before = _loadavg()
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     manifest = fn(output)
     seconds = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0
     used = [r for r in manifest["recordings"] if r["windows"]]
     hours = sum(r["duration_s"] for r in used) / 3600
     channel_hours = sum(r["duration_s"] * len(r["channels"]) for r in used) / 3600
@@ -96,6 +110,9 @@ def measure(label: str, fn, output: Path, workers: int, **extra) -> tuple[dict, 
         "recording_hours_per_minute_per_worker": hours / minutes / workers,
         "recordings_per_worker_per_minute": len(used) / minutes / workers,
         "channel_hours_per_minute": channel_hours / minutes,
+        "cpu_seconds": cpu,
+        "recording_hours_per_cpu_minute": hours / (cpu / 60),
+        "recordings_per_cpu_minute": len(used) / (cpu / 60),
         "windows_per_s": manifest["windows"] / seconds,
         "windows": manifest["windows"],
         "loadavg_before": load_before,
@@ -111,19 +128,23 @@ def _per_recording_windows(manifest: dict) -> dict[str, int]:
 
 def estimate(per_worker: dict) -> dict:
     """Perfect-scaling arithmetic from a measured per-worker rate (not a measurement)."""
-    rate_h = per_worker["recording_hours_per_minute_per_worker"]
-    rate_rec = per_worker["recordings_per_worker_per_minute"]
+    rate_h = per_worker["recording_hours_per_cpu_minute"]
+    rate_rec = per_worker["recordings_per_cpu_minute"]
     return {
         "measured": False,
-        "what": "ESTIMATE on paper: a cloud runner's throughput = measured per-worker rate x workers",
+        "what": "ESTIMATE on paper: a cloud runner's throughput = measured per-worker rate x workers, a worker "
+                "being one core: the run's recording-hours per CPU-minute (all its processes), which the load "
+                "of this shared machine disturbs less than its wall-clock rate per worker",
         "basis": {
             "run": per_worker["run"],
             "recording_hours_per_minute_per_worker": rate_h,
             "recordings_per_worker_per_minute": rate_rec,
+            "wall_clock_recording_hours_per_minute_per_worker_here": per_worker["recording_hours_per_minute_per_worker"],
             "recording": "EEGMMI: 64 channels at 160 Hz, 1-2 min each, resampled to 250 Hz (EEG preset)",
         },
         "assumptions": [
-            "perfect linear scaling in workers: one worker per core, each as fast as one measured here",
+            "perfect linear scaling in workers: one worker per core, each as fast as one core measured here "
+            "(CPU time of the whole run, Beam's or the pool's overhead and worker start-up included)",
             "not included: reading from / writing to object storage, Beam shuffle and scheduling, worker start-up",
             "cost grows with channel-samples: a recording with more channels or a higher rate than 64 x 160 Hz is slower per hour",
             "recordings/worker/minute holds for recordings of EEGMMI's length (1-2 min); scale by duration for others",
@@ -152,7 +173,8 @@ def run(input_dir: Path, dataset: str, worker_counts: list[int], beam_workers: i
         tmp = Path(tmp)
         if limit is not None:
             input_dir = subset(input_dir, dataset, limit, tmp / "input")
-        prepare(input_dir, tmp / "warm", preset, dataset=dataset, workers=max(worker_counts), progress=False)  # page cache
+        # Untimed, in this process: warms the page cache and imports what the 1-worker runs use.
+        prepare(input_dir, tmp / "warm", preset, dataset=dataset, workers=1, progress=False)
         for method, config in configs.items():
             for workers in worker_counts:
                 label = f"local_{method}_w{workers}"
@@ -240,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['run']:32s} {r['recording_hours_per_minute']:5.1f} rec-h/min ({r['recording_hours_per_minute_per_worker']:.1f} "
               f"per worker, {r['recordings_per_worker_per_minute']:.0f} rec/worker/min, {r['channel_hours_per_minute']:.0f} "
               f"ch-h/min, {r['windows_per_s']:.0f} windows/s; {r['recording_hours']:.2f} h in {r['seconds']:.1f} s; "
+              f"{r['recording_hours_per_cpu_minute']:.1f} rec-h per CPU-min; "
               f"load {r['loadavg_before']})")
     print("speed-up polyphase / fft:", {k: round(v, 2) for k, v in report["speedup_polyphase_over_fft"].items()})
     print("checks:", report["checks"])
