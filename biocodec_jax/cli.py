@@ -2,6 +2,7 @@
 
     biocodec-jax demo [--minutes M] [--steps N] [--output DIR] ...   (see biocodec-jax demo --help)
     biocodec-jax prepare --input DIR --output DIR [--preset eeg|emg] [--dataset NAME] [--workers N] ...
+                         [--runner local|direct|dataflow|flink|spark [-- RUNNER OPTIONS]]
     biocodec-jax pretrain --config experiments/configs/pretrain_eeg.yaml --workdir DIR [--data DIR] ...
     biocodec-jax evaluate TASK --data DIR --codec CKPT_OR_WORKDIR [--protocol full|low-resource] [--seeds N] ...
     biocodec-jax convert --from-torch CKPT.pt --output DIR [--preset eeg|emg]   (the original's weights -> ours)
@@ -123,10 +124,16 @@ def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
         config = load_prepare_config(args.preset, args.config, overrides)
         if args.salvage:
             config = dataclasses.replace(config, salvage_truncated=True)
-        manifest = prepare(
-            args.input, args.output, config, dataset=args.dataset, workers=workers, progress=not args.no_progress
-        )
-    except (FileNotFoundError, NotADirectoryError, ValueError) as err:  # bad input, config or output: nothing started
+        if args.runner == "local":
+            manifest = prepare(
+                args.input, args.output, config, dataset=args.dataset, workers=workers, progress=not args.no_progress
+            )
+        else:
+            from data_pipelines.beam import prepare_beam  # ImportError without the [beam] extra
+
+            manifest = prepare_beam(args.input, args.output, config, dataset=args.dataset, runner=args.runner,
+                                    workers=workers, pipeline_args=args.pipeline_args, progress=not args.no_progress)
+    except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as err:  # bad input, config or output: nothing started
         return _fail(str(err))
     bad_files = sum(1 for r in manifest["rejected"] if "channel" not in r)
     bad_channels = len(manifest["rejected"]) - bad_files
@@ -148,6 +155,22 @@ def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+RUNNER_CHOICES = ("local", "direct", "dataflow", "flink", "spark")
+
+
+def _add_runner(parser: argparse.ArgumentParser, what: str) -> None:
+    """--runner, and the runner's own options after ``--`` (Beam's PipelineOptions, passed unchanged)."""
+    parser.add_argument(
+        "--runner", default="local", choices=RUNNER_CHOICES,
+        help=f"local (default): {what}; direct: an Apache Beam pipeline on this machine (Beam's DirectRunner, "
+        "--workers processes); dataflow / flink / spark: Beam's DataflowRunner / FlinkRunner / SparkRunner, "
+        "configured by their own options after -- (e.g. -- --project P --region R --temp_location gs://B/tmp). "
+        'Beam runners need pip install "biocodec-jax[beam]"; their workers read --input (and --codec) with local file '
+        "I/O: a local folder for direct, a path every worker can read (gcsfuse mount, shared filesystem) on a cluster",
+    )
+    parser.set_defaults(runner_args=True, pipeline_args=[])
+
+
 _PREPARE_EPILOG = """\
 examples:
   # a folder of EDF/BDF/GDF/FIF/EEGLAB/BrainVision files -> 5-s windows at 250 Hz
@@ -157,11 +180,18 @@ examples:
       --channels-per-recording 5 --set notch_freq=60
   # EMG armband sessions at 1 kHz
   biocodec-jax prepare --input ../shared/data/myo_emg --output shards/myo --preset emg --dataset myo
+  # the same job as an Apache Beam pipeline (DirectRunner, 4 processes), into a bucket
+  biocodec-jax prepare --runner direct --workers 4 --input /data/eegmmidb --dataset eegmmidb --output gs://B/shards
+  # on Google Cloud Dataflow (input readable by the workers: a gcsfuse mount); runner options after --
+  biocodec-jax prepare --runner dataflow --input /mnt/gcs/eegmmidb --dataset eegmmidb --output gs://B/shards -- \\
+      --project P --region R --temp_location gs://B/tmp --setup_file ./pyproject.toml
 
 Bad recordings are logged and skipped (listed with the reason under "rejected" in
 OUTPUT/manifest.json, with the resolved config); interrupting and re-running the same command
-finishes the job. A truncated EDF/BDF is rejected unless --salvage: then its readable whole
-records are kept, logged, and noted under "salvaged" in its manifest entry.
+finishes the job (with either runner: their outputs are the same, byte for byte). A truncated
+EDF/BDF is rejected unless --salvage: then its readable whole records are kept, logged, and noted
+under "salvaged" in its manifest entry. --output may be a gs:// URL (pip install "biocodec-jax[gcs]");
+--input is read with local file I/O (a local folder or a mounted bucket).
 """
 
 
@@ -175,11 +205,12 @@ def _add_prepare(sub) -> None:
         epilog=_PREPARE_EPILOG,
         formatter_class=_HelpFormatter,
     )
-    prep.add_argument("--input", required=True, help="folder of recordings")
-    prep.add_argument("--output", required=True, help="output folder (shards, manifest.json)")
+    prep.add_argument("--input", required=True, help="folder of recordings (local, or a mounted bucket: gcsfuse)")
+    prep.add_argument("--output", required=True, help="output folder (shards, manifest.json): a local path or a gs:// URL")
     prep.add_argument("--preset", default="eeg", choices=("eeg", "emg"), help="rate, window and channel kind (default eeg)")
     prep.add_argument("--dataset", default="generic", choices=sorted(DATASETS), help="layout of --input (default generic)")
-    prep.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, at most 8)")
+    prep.add_argument("--workers", type=int, default=None,
+                      help="worker processes, local and direct runners (default: CPU count, at most 8)")
     prep.add_argument("--channels-per-recording", type=int, default=None, metavar="K", help="K random channels per recording (default all)")
     prep.add_argument("--config", default=None, help="YAML with PrepareConfig fields (applied over the preset)")
     prep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. notch_freq=60 (repeatable)")
@@ -187,6 +218,7 @@ def _add_prepare(sub) -> None:
                       help="keep the readable whole records of a truncated EDF/BDF instead of rejecting it "
                       "(logged; noted as \"salvaged\" in its manifest entry; salvage_truncated=true)")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_runner(prep, "worker processes on this machine")
     prep.set_defaults(func=_prepare)
 
 
@@ -429,13 +461,21 @@ def _tokens_io(args: argparse.Namespace, rest: list[str]) -> int:
 
     try:
         codec = Codec.open(args.codec).with_numerics(args.precision)
-        if args.command == "tokenize":
+        if args.command == "tokenize" and args.runner != "local":
+            if args.workers is not None and args.workers < 1:
+                return _fail(f"--workers must be at least 1; got {args.workers}")
+            from biocodec_jax.beam_tokenize import tokenize_beam  # ImportError without the [beam] extra
+
+            report = tokenize_beam(args.codec, args.input, args.output, n_q=args.n_q, force=args.force,
+                                   precision=args.precision, runner=args.runner, workers=args.workers or 2,
+                                   pipeline_args=args.pipeline_args)
+        elif args.command == "tokenize":
             report = batch.tokenize_files(codec, args.input, args.output, n_q=args.n_q, progress=not args.no_progress,
                                               force=args.force)
         else:
             report = batch.reconstruct_files(codec, args.input, args.output, progress=not args.no_progress,
                                                  force=args.force)
-    except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as err:
+    except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError, ImportError) as err:
         return _fail(str(err))
     for path, target in report.get("existing", []):
         print(f"already done {path}: {target} {batch.EXISTS_REASON}", file=sys.stderr)
@@ -467,17 +507,24 @@ def _add_tokenize(sub) -> None:
         "created with the first file written.",
         epilog="examples:\n  biocodec-jax tokenize --codec runs/demo/codec --input data/eegmmidb --output tokens/\n"
         "  biocodec-jax tokenize --codec biocodec_eeg.pt --input sub-01.edf --output tokens/ --n-q 2\n"
-        "  biocodec-jax tokenize --codec runs/eeg --input corpus/ --output tokens/ --precision bfloat16   # on a GPU",
+        "  biocodec-jax tokenize --codec runs/eeg --input corpus/ --output tokens/ --precision bfloat16   # on a GPU\n"
+        "  # an Apache Beam pipeline (DirectRunner, 4 processes, the codec loaded once in each), into a bucket\n"
+        "  biocodec-jax tokenize --runner direct --workers 4 --codec runs/eeg/codec --input corpus/ --output gs://B/tokens\n"
+        "  # on Dataflow / Flink / Spark: their options after --, as for prepare (biocodec-jax prepare --help)\n"
+        "  biocodec-jax tokenize --runner flink --codec /shared/codec --input /shared/corpus --output /shared/tokens -- \\\n"
+        "      --flink_master host:8081 --environment_type LOOPBACK",
         formatter_class=_HelpFormatter,
     )
     tok.add_argument("--codec", required=True, help="saved codec, training run, or the original's .pt / .npz")
     tok.add_argument("--input", required=True, help="a recording or a folder of recordings (searched recursively)")
-    tok.add_argument("--output", required=True, help="folder for <name>_tokens.npz")
+    tok.add_argument("--output", required=True, help="folder for <name>_tokens.npz: a local path or a gs:// URL")
     tok.add_argument("--n-q", type=int, default=None, help="quantizers to keep (default all: the full bitrate)")
     tok.add_argument("--force", action="store_true",
                      help="recompute and overwrite outputs already in --output (default: leave them, already done)")
     tok.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tok.add_argument("--workers", type=int, default=None, help="--runner direct: worker processes (default 2)")
     _add_precision(tok)
+    _add_runner(tok, "one process, file after file")
     tok.set_defaults(func=_tokens_io)
 
 
@@ -493,7 +540,7 @@ def _add_reconstruct(sub) -> None:
     )
     rec.add_argument("--codec", required=True, help="the codec that made the tokens")
     rec.add_argument("--input", required=True, help="a *_tokens.npz file or a folder of them")
-    rec.add_argument("--output", required=True, help="folder for <name>_recon_raw.fif")
+    rec.add_argument("--output", required=True, help="folder for <name>_recon_raw.fif: a local path or a gs:// URL")
     rec.add_argument("--force", action="store_true",
                      help="recompute and overwrite outputs already in --output (default: leave them, already done)")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -591,6 +638,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``biocodec-jax`` console script."""
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    if getattr(args, "runner_args", False):  # prepare, tokenize: the Beam runner's own options after --
+        if "--" in rest:
+            args.pipeline_args, rest = rest[rest.index("--") + 1:], rest[: rest.index("--")]
+        if args.pipeline_args and args.runner == "local":
+            parser.error(f"options after -- ({' '.join(args.pipeline_args)}) are a Beam runner's; "
+                         f"give --runner {'|'.join(r for r in RUNNER_CHOICES if r != 'local')}")
     if rest and not getattr(args, "forward", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:

@@ -24,6 +24,14 @@ Output layout::
     OUT/train/shard-00000.array_record ...  one record per window (:mod:`data_pipelines.shards`)
     OUT/val/shard-00000.array_record ...
     OUT/progress/<split>-<nnnnn>.json       one per finished shard: what went into it
+    OUT/progress/recordings/...             a Beam run's per-recording parts (removed when done)
+
+``OUT`` may be a ``gs://`` URL (:mod:`data_pipelines.paths`: shards staged locally and uploaded
+whole, JSON written whole); the input is read with local file I/O (a local folder, or a bucket
+mounted with gcsfuse). :mod:`data_pipelines.beam` runs the same job as an Apache Beam pipeline
+(``prepare --runner direct|dataflow|flink|spark``) through the same steps (:func:`plan`,
+:func:`start`, :func:`process_recording`, :func:`recording_fragment`, :func:`group_progress`,
+:func:`finish`), so both write the same files, byte for byte, and either can resume the other.
 
 The split is decided before any file is read, by subject (or recording): a seeded draw of
 ``val_fraction`` of the subjects. Each split's recordings, sorted by id, are cut into groups of
@@ -62,6 +70,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from data_pipelines import paths
 from data_pipelines.config import PrepareConfig, config_to_dict
 from data_pipelines.datasets import Dataset, RecordingRef, Skipped, get_dataset
 from data_pipelines.errors import ChannelError, RecordingError
@@ -74,6 +83,7 @@ from data_pipelines.typed_config import save_config
 log = logging.getLogger("data_pipelines.prepare")
 
 PROGRESS_DIR = "progress"
+FRAGMENTS_DIR = "progress/recordings"  # a Beam run's per-recording parts (data_pipelines.beam)
 SALVAGE_HINT = "; `prepare --salvage` keeps the readable records"
 FORMAT = "biocodec-jax shards v1"
 SPLITS = ("train", "val")
@@ -197,14 +207,112 @@ def shard_groups(refs: Sequence[RecordingRef], splits: dict[str, str], per_shard
 
 
 # ---------------------------------------------------------------------------------------------
-# The batch job.
+# The batch job's steps, shared by the local run (:func:`prepare`) and the Beam pipeline
+# (:mod:`data_pipelines.beam`): one plan, one record format, one progress format, one manifest.
 
 
-def _write_json(path: Path, data) -> None:
-    """Write atomically: a reader sees the old file or the whole new one, never a part."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+def _output(output_dir: str | os.PathLike):
+    """``output_dir`` as a path: ``pathlib.Path`` if local, ``epath.Path`` for a URL (``gs://...``)."""
+    return paths.as_path(output_dir) if paths.is_url(output_dir) else Path(output_dir)
+
+
+def _remove(path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _remove_tree(path) -> None:
+    if isinstance(path, Path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.rmtree()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run makes of ``root``, decided before any recording is read: the recordings found,
+    the files the adapter passed over, the shard groups, and the run's identity (which a resumed
+    run must match)."""
+
+    root: Path
+    dataset: Dataset
+    refs: tuple[RecordingRef, ...]
+    skipped: tuple[Skipped, ...]
+    groups: tuple[ShardGroup, ...]
+    identity: dict
+
+
+def plan(input_dir: str | Path, config: PrepareConfig, dataset: str | Dataset = "generic") -> Plan:
+    """Find the recordings under ``input_dir`` (a local folder) and cut them into shard groups."""
+    root = Path(input_dir).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"input folder {input_dir} does not exist")
+    dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    refs, skipped = dataset.find(root)
+    for s in skipped:
+        log.warning("skipped %s: %s", s.path, s.reason)
+    log.info("%s: %d recordings found (%s layout)", root, len(refs), dataset.name)
+    splits = assign_splits(refs, config)
+    groups = shard_groups(refs, splits, config.recordings_per_shard)
+    identity = {
+        "format": FORMAT,
+        "dataset": dataset.name,
+        "config": config_to_dict(config),
+        "recordings": hashlib.sha256("\n".join(r.display_path for r in refs).encode()).hexdigest(),
+    }
+    return Plan(root, dataset, tuple(refs), tuple(skipped), tuple(groups), identity)
+
+
+def _check_resumable(output, identity: dict) -> None:
+    """Refuse to mix runs: an output with progress from another config or input is an error."""
+    stamp = output / PROGRESS_DIR / "run.json"
+    if stamp.exists():
+        previous = json.loads(stamp.read_text())
+        if previous != identity:
+            changed = sorted(k for k in identity if previous.get(k) != identity[k])
+            raise ValueError(
+                f"{output} holds shards from a run with a different {', '.join(changed)}; "
+                "use a new --output (or delete it) to start over"
+            )
+    else:
+        paths.write_json(stamp, identity)
+
+
+def start(output, run: Plan, config: PrepareConfig) -> list[ShardGroup]:
+    """Take ``output`` (a path from :func:`_output`) for ``run``: refuse another run's progress,
+    write ``config.yaml``, remove ``manifest.json`` (a manifest means "complete": not while we
+    work) and the leftovers of unfinished groups. Returns the groups still to do."""
+    output.mkdir(parents=True, exist_ok=True)
+    _check_resumable(output, run.identity)
+    with paths.staged_file(output / "config.yaml", ".yaml") as tmp:
+        save_config(config, tmp)
+    _remove(output / MANIFEST)
+    pending = [g for g in run.groups if not progress_path(output, g).exists()]
+    for g in pending:  # leftovers of a killed run
+        _remove(output / g.shard_path)
+        _remove(output / (g.shard_path + ".tmp"))
+    if len(pending) < len(run.groups):
+        log.info("resuming: %d of %d shards already done", len(run.groups) - len(pending), len(run.groups))
+    return pending
+
+
+def finish(output, run: Plan, config: PrepareConfig) -> dict:
+    """Merge the groups' progress into the manifest and write it (last), if any window was written.
+
+    A run that produced nothing writes no manifest and forgets its progress: the next one (input
+    fixed, or another config) starts afresh. The per-recording fragments of a Beam run
+    (``progress/recordings/``) are removed either way: every group that needed them is done."""
+    manifest = _manifest(run.root, output, run.dataset, config, run.groups, list(run.skipped))
+    if manifest["windows"] == 0:
+        _remove_tree(output / PROGRESS_DIR)
+        return manifest
+    paths.write_json(output / MANIFEST, manifest)
+    _remove_tree(output / FRAGMENTS_DIR)
+    return manifest
+
+
+def progress_path(output, group: ShardGroup):
+    """The progress file of ``group``: written once its shard is in place."""
+    return output / PROGRESS_DIR / f"{group.name}.json"
 
 
 def write_recording(writer: ShardWriter, result: RecordingResult) -> int:
@@ -249,6 +357,42 @@ def _report(rejections: list[dict]) -> None:
         log.warning("rejected %s: %s", where, r["reason"])
 
 
+def recording_fragment(result: RecordingResult, group: ShardGroup) -> dict:
+    """What one recording adds to its group's progress: ``{"entry"`` (its manifest entry),
+    ``"rejected"`` (its rejections), ``"written"`` (the windows it puts in the shard)``}``; the
+    problems are logged. The same for the local run and the Beam workers."""
+    written = result.n_windows if result.error is None else 0
+    fragment = {
+        "entry": _recording_entry(result, group.split, group.shard_path if written else None),
+        "rejected": _rejections(result),
+        "written": written,
+    }
+    if result.salvaged is not None:
+        s = result.salvaged
+        declared = "an unknown length" if s["declared_s"] is None else f"{s['declared_s']:g} s"
+        log.warning("salvaged %s: truncated file, kept %g s of whole data records of the %s its header declares",
+                    result.ref.display_path, s["kept_s"], declared)
+    _report(fragment["rejected"])
+    return fragment
+
+
+def group_progress(group: ShardGroup, fragments: list[dict]) -> dict:
+    """The progress file of ``group`` from its recordings' fragments (in the group's order)."""
+    entries = [f["entry"] for f in fragments]
+    windows = sum(f["written"] for f in fragments)
+    return {
+        "shard": {"path": group.shard_path, "windows": windows, "recordings": sum(e["windows"] > 0 for e in entries)}
+        if windows
+        else None,
+        "recordings": entries,
+        "rejected": [r for f in fragments for r in f["rejected"]],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The local run: a process pool over the recordings, groups written in order.
+
+
 class _Worker:
     """Picklable callable for the process pool."""
 
@@ -269,25 +413,9 @@ def _results(worker: _Worker, refs: list[RecordingRef], workers: int) -> Iterato
         yield from pool.imap(worker, refs, chunksize=1)
 
 
-def _check_resumable(output: Path, identity: dict) -> None:
-    """Refuse to mix runs: an output with progress from another config or input is an error."""
-    stamp = output / PROGRESS_DIR / "run.json"
-    if stamp.exists():
-        previous = json.loads(stamp.read_text())
-        if previous != identity:
-            changed = sorted(k for k in identity if previous.get(k) != identity[k])
-            raise ValueError(
-                f"{output} holds shards from a run with a different {', '.join(changed)}; "
-                "use a new --output (or delete it) to start over"
-            )
-    else:
-        (output / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
-        _write_json(stamp, identity)
-
-
 def prepare(
     input_dir: str | Path,
-    output_dir: str | Path,
+    output_dir: str | os.PathLike,
     config: PrepareConfig,
     *,
     dataset: str | Dataset = "generic",
@@ -297,50 +425,30 @@ def prepare(
 ) -> dict:
     """Turn the recordings under ``input_dir`` into shards and a manifest in ``output_dir``.
 
-    Resumes an interrupted run into the same ``output_dir`` (same input and config; otherwise a
-    ValueError). Returns the manifest. ``on_result`` is called with each finished recording.
+    ``output_dir`` is a local folder or a URL (``gs://bucket/shards``: each shard is staged locally
+    and uploaded whole; see :mod:`data_pipelines.paths`); ``input_dir`` is local (or a mounted
+    bucket, gcsfuse). Resumes an interrupted run into the same ``output_dir`` (same input and
+    config; otherwise a ValueError). Returns the manifest. ``on_result`` is called with each
+    finished recording.
 
     ``manifest.json`` is written only if at least one window was: a run that produced nothing (no
     recordings found, or every one rejected) returns the manifest it would have written (with
     ``windows`` 0 and the reasons under ``rejected``) but leaves none on disk, so the output is
     never taken for a finished one. Nor does it leave progress to resume: the next run into
     ``output_dir`` starts afresh (and re-reads files fixed in the meantime).
-    """
-    root = Path(input_dir).resolve()
-    output = Path(output_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"input folder {input_dir} does not exist")
-    dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
-    refs, skipped = dataset.find(root)
-    for s in skipped:
-        log.warning("skipped %s: %s", s.path, s.reason)
-    log.info("%s: %d recordings found (%s layout)", root, len(refs), dataset.name)
-    splits = assign_splits(refs, config)
-    groups = shard_groups(refs, splits, config.recordings_per_shard)
-    identity = {
-        "format": FORMAT,
-        "dataset": dataset.name,
-        "config": config_to_dict(config),
-        "recordings": hashlib.sha256("\n".join(r.display_path for r in refs).encode()).hexdigest(),
-    }
-    output.mkdir(parents=True, exist_ok=True)
-    _check_resumable(output, identity)
-    save_config(config, output / "config.yaml")
-    (output / MANIFEST).unlink(missing_ok=True)  # a manifest means "complete": not while we work
 
-    done = {g.name for g in groups if (output / PROGRESS_DIR / f"{g.name}.json").exists()}
-    pending = [g for g in groups if g.name not in done]
-    for g in pending:  # leftovers of a killed run
-        (output / g.shard_path).unlink(missing_ok=True)
-        (output / (g.shard_path + ".tmp")).unlink(missing_ok=True)
-    if done:
-        log.info("resuming: %d of %d shards already done", len(done), len(groups))
+    :func:`data_pipelines.beam.prepare_beam` is the same job as an Apache Beam pipeline (the same
+    output, byte for byte).
+    """
+    run = plan(input_dir, config, dataset)
+    output = _output(output_dir)
+    pending = start(output, run, config)
 
     todo = [r for g in pending for r in g.refs]
     bar = None
     if progress:
         bar = tqdm(total=len(todo), desc="recordings", unit="rec", mininterval=0.2 if sys.stderr.isatty() else 15.0)
-    results = _results(_Worker(root, dataset, config), todo, workers)
+    results = _results(_Worker(run.root, run.dataset, config), todo, workers)
     try:
         for group in pending:
             _write_group(output, group, results, bar, on_result)
@@ -348,52 +456,28 @@ def prepare(
         if bar is not None:
             bar.close()
         results.close()
-
-    manifest = _manifest(root, output, dataset, config, groups, skipped)
-    if manifest["windows"] == 0:
-        # A manifest marks a usable output, and there is nothing to resume: forget this run's
-        # progress so that the next one (input fixed, or another config) starts afresh.
-        shutil.rmtree(output / PROGRESS_DIR, ignore_errors=True)
-        return manifest
-    _write_json(output / MANIFEST, manifest)
-    return manifest
+    return finish(output, run, config)
 
 
 def _write_group(output, group: ShardGroup, results, bar, on_result) -> None:
-    entries, rejected, windows = [], [], 0
+    fragments = []
     with ShardWriter(output / group.shard_path) as writer:
         for ref in group.refs:
             result = next(results)
             assert result.ref == ref, (result.ref, ref)
-            if result.salvaged is not None:
-                s = result.salvaged
-                declared = "an unknown length" if s["declared_s"] is None else f"{s['declared_s']:g} s"
-                log.warning("salvaged %s: truncated file, kept %g s of whole data records of the %s its header declares",
-                            ref.display_path, s["kept_s"], declared)
-            rejections = _rejections(result)
-            _report(rejections)
-            rejected.extend(rejections)
-            n = write_recording(writer, result) if result.error is None else 0
-            windows += n
-            entries.append(_recording_entry(result, group.split, group.shard_path if n else None))
+            fragments.append(recording_fragment(result, group))
+            if result.error is None:
+                write_recording(writer, result)
             if on_result is not None:
                 on_result(result)
             if bar is not None:
                 bar.update(1)
-        if windows:
+        progress = group_progress(group, fragments)
+        if progress["shard"] is not None:
             writer.commit()
         else:
             writer.abort()
-    _write_json(
-        output / PROGRESS_DIR / f"{group.name}.json",
-        {
-            "shard": {"path": group.shard_path, "windows": windows, "recordings": sum(e["windows"] > 0 for e in entries)}
-            if windows
-            else None,
-            "recordings": entries,
-            "rejected": rejected,
-        },
-    )
+    paths.write_json(progress_path(output, group), progress)
 
 
 def _channel_summary(recordings: list[dict]) -> dict:
@@ -411,11 +495,11 @@ def _channel_summary(recordings: list[dict]) -> dict:
     }
 
 
-def _manifest(root: Path, output: Path, dataset: Dataset, config: PrepareConfig, groups, skipped: list[Skipped]) -> dict:
+def _manifest(root: Path, output, dataset: Dataset, config: PrepareConfig, groups, skipped: list[Skipped]) -> dict:
     recordings, rejected = [], [{"path": s.path, "reason": s.reason} for s in skipped]
     shards: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for group in groups:
-        part = json.loads((output / PROGRESS_DIR / f"{group.name}.json").read_text())
+        part = json.loads(progress_path(output, group).read_text())
         recordings.extend(part["recordings"])
         rejected.extend(part["rejected"])
         if part["shard"] is not None:

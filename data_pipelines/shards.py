@@ -10,7 +10,8 @@ loader's hot path (:func:`decode_window`) reads only the length prefix and the s
 
 Records are written with ``group_size:1`` (each record its own chunk: what random access needs).
 A shard is written under a temporary name and renamed when complete (:class:`ShardWriter`), so a
-file with the final name is always whole; a killed run leaves at most a ``*.tmp`` file behind.
+file with the final name is always whole; a killed run leaves at most a ``*.tmp`` file behind. A
+shard may also be written to a ``gs://`` URL: staged locally, uploaded whole when complete.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from array_record.python.array_record_module import ArrayRecordWriter
+from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
+
+from data_pipelines import paths
 
 MAGIC = b"BCW1"
 _PREFIX = struct.Struct("<4sI")
@@ -63,16 +67,19 @@ def decode_window(record: bytes) -> np.ndarray:
 
 
 class ShardWriter:
-    """Writes records to ``path`` through ``path.tmp``; :meth:`commit` renames it into place.
+    """Writes records to a temporary file; :meth:`commit` puts it in place at ``path``.
 
-    Use as a context manager: leaving the block without :meth:`commit` (an exception) deletes the
-    temporary file, so no shard is ever half-written under its final name.
+    ``path`` is a local path (written as ``path.tmp``, renamed into place: atomic) or a URL
+    (``gs://...``: written to a local temporary file, uploaded whole on commit), through
+    :func:`data_pipelines.paths.staged_file`. Use as a context manager: leaving the block without
+    :meth:`commit` (an exception) deletes the temporary file, so no shard is ever half-written
+    under its final name.
     """
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | os.PathLike):
+        self.path = paths.as_path(path) if paths.is_url(path) else Path(path)
+        self._staged = paths.staged_file(self.path)
+        self.tmp_path: Path = self._staged.__enter__()
         self._writer = ArrayRecordWriter(str(self.tmp_path), WRITER_OPTIONS)
         self.count = 0
         self._open = True
@@ -88,16 +95,17 @@ class ShardWriter:
         for window, origin in zip(windows, origins):
             self.write(encode_window(window, origin))
 
-    def commit(self) -> Path:
-        """Close the file and give it its final name (atomic on POSIX)."""
+    def commit(self):
+        """Close the file and put it in place (local: renamed, atomic on POSIX; URL: uploaded)."""
         self._close()
-        os.replace(self.tmp_path, self.path)
+        self._staged.__exit__(None, None, None)
         return self.path
 
     def abort(self) -> None:
         """Close and delete the temporary file."""
         self._close()
-        self.tmp_path.unlink(missing_ok=True)
+        error = _Aborted()
+        self._staged.__exit__(_Aborted, error, None)  # staged_file deletes it and re-raises: swallowed here
 
     def _close(self) -> None:
         if self._open:
@@ -111,3 +119,19 @@ class ShardWriter:
         if self._open:
             self.abort()
 
+
+class _Aborted(Exception):
+    """Thrown into :func:`~data_pipelines.paths.staged_file` to discard the staged file."""
+
+
+def read_records(path: str | os.PathLike, chunk: int = 1024) -> Iterator[bytes]:
+    """The records of the ArrayRecord file ``path`` (local or URL: downloaded first), in order,
+    read ``chunk`` at a time."""
+    with paths.local_copy(path) as local:
+        reader = ArrayRecordReader(str(local))
+        try:
+            n = reader.num_records()
+            for i in range(0, n, chunk):
+                yield from reader.read(range(i, min(n, i + chunk)))
+        finally:
+            reader.close()

@@ -34,6 +34,7 @@ OPTIONAL = {
     "braindecode": "the [baselines] extra (EEGNet, ShallowFBCSPNet)",
     "matplotlib": "figures only (report, confusion matrices); ~0.5 s to import, and the library computes without it",
     "tensorboardX": "TensorBoard event files, written by process 0 only when a run logs to TensorBoard",
+    "apache_beam": "the [beam] extra: prepare / tokenize as Beam pipelines (--runner direct|dataflow|flink|spark)",
 }
 
 # Files that may import the compute stack (HEAVY, or our modules that import it) inside a function,
