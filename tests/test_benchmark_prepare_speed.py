@@ -18,7 +18,10 @@ def test_prepare_speed_dry_run(tmp_path):
     assert set(report["speedup_polyphase_over_fft"]) == {"w1"}
     est = report["estimate"]
     assert est["measured"] is False and "ESTIMATE" in est["what"]
-    rate = est["basis"]["recording_hours_per_minute_per_worker"]
+    assert set(est["basis"]) == {"local_steady_state"}
+    rate = est["basis"]["local_steady_state"]["recording_hours_per_minute_per_worker"]
+    assert rate == pytest.approx(report["results"]["local_polyphase_w1"]["recording_hours_per_cpu_minute"])
     for row in est["cloud"]:
-        assert row["recording_hours_per_minute"] == pytest.approx(rate * row["workers"])
-        assert row["tueg_hours_of_wall_time"] == pytest.approx(27_000 / (rate * row["workers"]) / 60)
+        cloud = row["local_steady_state"]
+        assert cloud["recording_hours_per_minute"] == pytest.approx(rate * row["workers"])
+        assert cloud["tueg_hours_of_wall_time"] == pytest.approx(27_000 / (rate * row["workers"]) / 60)
