@@ -6,10 +6,12 @@ from experiments.benchmarks import prepare_speed
 
 
 def test_prepare_speed_dry_run(tmp_path):
-    report = prepare_speed.run(prepare_speed.BUNDLED, "eegmmidb", [1], beam_workers=0, baseline=True, limit=2)
+    report = prepare_speed.run(prepare_speed.BUNDLED, "eegmmidb", [1], beam_workers=0, baseline=True, limit=2,
+                                repeats=2)
     assert set(report["results"]) == {"local_polyphase_w1", "local_fft_w1"}
     for row in report["results"].values():
         assert row["recordings"] == 2 and row["windows"] > 0 and row["seconds"] > 0
+        assert row["repeats"] == 2 and row["seconds"] == min(row["seconds_all"]) and len(row["cpu_seconds_all"]) == 2
         assert row["recording_hours_per_minute"] == pytest.approx(row["recording_hours"] / (row["seconds"] / 60))
         assert row["recording_hours_per_minute_per_worker"] == pytest.approx(row["recording_hours_per_minute"])
         assert row["cpu_seconds"] > 0 and row["recording_hours_per_cpu_minute"] == pytest.approx(
