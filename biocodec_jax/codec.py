@@ -18,6 +18,8 @@ import dataclasses
 import functools
 import hashlib
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from biocodec_jax.interop import torch_checkpoint
 from biocodec_jax.interop.torch_writer import write_torch_file
 from biocodec_jax.quantization import rvq
 from biocodec_jax.quantization.codebook import CodebookState
+from data_pipelines import paths
 from data_pipelines.config import PrepareConfig, codec_prepare_config
 
 # The file names of a saved codec, kept here for existing imports (their home is biocodec_jax.storage).
@@ -148,9 +151,11 @@ class Codec:
 
         The preset (eeg or emg) is recognised from the weight shapes unless ``config`` (a Config or
         preset name) is given. Nothing in the file is executed; any missing, unexpected or mis-shaped
-        key raises :class:`~biocodec_jax.interop.torch_checkpoint.CheckpointError` naming it.
+        key raises :class:`~biocodec_jax.interop.torch_checkpoint.CheckpointError` naming it. ``path``
+        may be a ``gs://`` URL (downloaded to a temporary file first).
         """
-        sd = torch_checkpoint.load_state_dict(path)  # the original's format: its home is interop
+        with paths.local_copy(path) as local:
+            sd = torch_checkpoint.load_state_dict(local)  # the original's format: its home is interop
         if config is None:
             codec_cfg = torch_checkpoint.infer_codec_config(sd, str(path))
             config = config_lib.preset("eeg" if codec_cfg == config_lib.preset("eeg").codec else "emg")
@@ -162,7 +167,7 @@ class Codec:
     @classmethod
     def open(cls, path: str | Path) -> "Codec":
         """Whatever ``path`` holds: a saved codec or training run (:meth:`load`), or the original's
-        ``.pt`` / ``.npz`` (:meth:`from_torch_checkpoint`)."""
+        ``.pt`` / ``.npz`` (:meth:`from_torch_checkpoint`). Local paths and ``gs://`` URLs."""
         if storage.path_kind(path) is storage.PathKind.TORCH:
             return cls.from_torch_checkpoint(path)
         return cls.load(path)
@@ -179,17 +184,24 @@ class Codec:
         empty unless ``opt_state`` (our optax state, e.g. ``TrainState.opt_state``) is given; see
         :func:`~biocodec_jax.interop.torch_checkpoint.to_torch_checkpoint`. A training run's
         checkpoint, with its Adam state: ``biocodec-jax convert --to-torch WORKDIR --output CKPT.pt``.
+        ``path`` may be a ``gs://`` URL (written locally, then uploaded whole).
         """
         obj = torch_checkpoint.to_torch_checkpoint(
             self.params, self.codebooks, self.config, epoch=epoch, step=step, opt_state=opt_state
         )
-        return write_torch_file(obj, path)
+        if not paths.is_url(path):
+            return write_torch_file(obj, path)
+        with tempfile.TemporaryDirectory(prefix="biocodec-torch-") as d:
+            local = write_torch_file(obj, Path(d) / paths.as_path(path).name)  # same name: same archive root
+            with paths.staged_file(path) as upload:
+                shutil.move(local, upload)
+        return paths.as_path(path)
 
     # --- our own format ----------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``metadata.json`` and the arrays (Orbax) into ``directory``; returns it
-        (:func:`biocodec_jax.storage.save_codec`)."""
+        """Write ``config.json``, ``metadata.json`` and the arrays (Orbax) into ``directory`` (a local
+        path or a ``gs://`` URL); returns it (:func:`biocodec_jax.storage.save_codec`)."""
         return storage.save_codec(directory, self.config, self.params, self.codebooks, self.metadata)
 
     @classmethod
@@ -197,10 +209,10 @@ class Codec:
         """Read a codec written by :meth:`save`, or the model of a training run's checkpoint.
 
         ``directory`` may be a saved codec (has ``config.json``), a training workdir (has
-        ``checkpoints/``) or a checkpoints directory. From checkpoints, the parameters and codebooks
-        of ``step`` (default: the latest readable one; an unreadable latest checkpoint is skipped
-        with a warning) are loaded with the config stored in that checkpoint. See
-        :func:`biocodec_jax.storage.load`.
+        ``checkpoints/``) or a checkpoints directory, local or a ``gs://`` URL. From checkpoints,
+        the parameters and codebooks of ``step`` (default: the latest readable one; an unreadable
+        latest checkpoint is skipped with a warning) are loaded with the config stored in that
+        checkpoint. See :func:`biocodec_jax.storage.load`.
         """
         stored = storage.load(directory, step)
         return cls(stored.config, stored.params, stored.codebooks, stored.graphdef, stored.metadata)

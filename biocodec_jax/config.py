@@ -8,6 +8,7 @@ Presets reproduce the original BioCodec release (``eeg``, ``emg``) or shrink it 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import typing
 from dataclasses import dataclass, field
@@ -16,13 +17,14 @@ from typing import Literal
 
 import yaml
 
-from data_pipelines.typed_config import apply_overrides, dataclass_from_dict, save_config, to_dict
+from data_pipelines import paths
+from data_pipelines.typed_config import apply_overrides, dataclass_from_dict, to_dict
 
 __all__ = [
     "Numerics", "CodecConfig", "LossConfig", "OptimConfig", "TrainConfig", "Config", "PRESETS", "preset",
-    "from_dict", "load_config", "pretrain_config",
+    "from_dict", "load_config", "pretrain_config", "save_config",
     # from data_pipelines.typed_config
-    "apply_overrides", "dataclass_from_dict", "save_config", "to_dict",
+    "apply_overrides", "dataclass_from_dict", "to_dict",
 ]
 
 DeadCodeMode = Literal["faithful", "replace"]
@@ -256,8 +258,16 @@ def _deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
-def _read_yaml(path: Path) -> dict:
-    with path.open() as f:
+def save_config(config: typing.Any, path: str | Path) -> None:
+    """Write the resolved config as YAML (JSON if the suffix is ``.json``) to ``path``, a local path or
+    a ``gs://`` URL, whole (a reader sees the old file or the new one, never a part)."""
+    data = to_dict(config)
+    text = json.dumps(data, indent=2) + "\n" if str(path).endswith(".json") else yaml.safe_dump(data, sort_keys=False)
+    paths.write_text(path, text)
+
+
+def _read_yaml(path: str | Path) -> dict:
+    with paths.as_path(path).open() as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
@@ -270,7 +280,6 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *
     ``preset_name`` replaces the file's ``preset:`` (e.g. ``tiny`` for a quick look at a production
     config): the file's other sections still apply, over the named preset.
     """
-    path = Path(path)
     data = _read_yaml(path)
     if preset_name is not None:
         preset(preset_name)  # an unknown name: the presets' own error
@@ -299,7 +308,7 @@ def pretrain_config(
     named = any(item.split("=", 1)[0].strip() == WINDOW_KEY for item in overrides)
     if path is not None:
         config = load_config(path, overrides, preset_name=preset_name)
-        named = named or "window_seconds" in (_read_yaml(Path(path)).get("train") or {})
+        named = named or "window_seconds" in (_read_yaml(path).get("train") or {})
     else:
         config = apply_overrides(preset(preset_name or "eeg"), overrides)
     if named:

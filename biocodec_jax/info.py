@@ -2,7 +2,7 @@
 
 Accepts what :class:`~biocodec_jax.codec.Codec` loads: a saved codec (``Codec.save``), a training
 workdir or its ``checkpoints/`` directory, or the original's PyTorch checkpoint (``.pt``/``.npz``);
-:func:`biocodec_jax.storage.path_kind` says which.
+:func:`biocodec_jax.storage.path_kind` says which. Local paths and ``gs://`` URLs.
 """
 
 from __future__ import annotations
@@ -18,16 +18,18 @@ from biocodec_jax import storage
 from biocodec_jax.codec import Codec
 from biocodec_jax.interop import torch_checkpoint
 from biocodec_jax.storage import PathKind
+from data_pipelines import paths
 
 
 def describe(source: str | Path, step: int | None = None) -> dict[str, Any]:
     """The facts of the codec at ``source`` (see the module doc) as a JSON-ready dict."""
-    path = Path(source)
+    path = paths.as_path(source) if paths.is_url(source) else Path(source)
     kind = storage.path_kind(path)  # FileNotFoundError naming what it expected
     facts: dict[str, Any] = {"source": str(path), "kind": kind.value}
     if kind is PathKind.TORCH:
         codec = Codec.from_torch_checkpoint(path)
-        obj = torch_checkpoint.read_torch_file(path) if path.suffix != ".npz" else {}
+        with paths.local_copy(path) as local:
+            obj = torch_checkpoint.read_torch_file(local) if path.suffix != ".npz" else {}
         facts["epoch"] = obj.get("epoch") if isinstance(obj, dict) and isinstance(obj.get("epoch"), int) else None
         facts["training_step"] = None
     elif kind is PathKind.CODEC:

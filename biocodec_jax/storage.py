@@ -11,7 +11,9 @@ Three kinds of path hold a codec (:func:`path_kind` tells them apart; every read
 - the **original's file** (:attr:`PathKind.TORCH`): any file, read as a ``.pt`` training checkpoint
   or state dict, or ``.npz`` (:mod:`biocodec_jax.interop.torch_checkpoint`, that format's owner).
 
-A directory with ``config.json`` is a saved codec even if it also holds checkpoints. The readers
+A directory with ``config.json`` is a saved codec even if it also holds checkpoints. Every path
+may be local or a ``gs://`` URL (read and written through ``etils.epath``, i.e. ``gcsfs``, and
+Orbax's own GCS support; a remote ``.pt``/``.npz`` file is downloaded to a temporary file to be read). The readers
 here return the pieces of a codec (:class:`Stored`), not a ``Codec``, so that this module does not
 depend on the class built from them (``Codec.load`` / ``Codec.open`` call these).
 """
@@ -33,6 +35,8 @@ from biocodec_jax.config import Config
 from biocodec_jax.quantization.codebook import CodebookState
 from biocodec_jax.training import checkpointing
 from biocodec_jax.training.checkpointing import CHECKPOINTS_DIR  # noqa: F401  (part of the run format)
+from biocodec_jax.training.checkpointing import location
+from data_pipelines import paths
 
 CONFIG_FILE = "config.json"
 ARRAYS_DIR = "arrays"
@@ -65,7 +69,7 @@ class Stored(NamedTuple):
 def is_training_run(directory: str | Path) -> bool:
     """Whether ``directory`` is a training workdir (has ``checkpoints/``) or a checkpoints directory
     (has step directories)."""
-    directory = Path(directory)
+    directory = location(directory)
     if (directory / CHECKPOINTS_DIR).is_dir():
         return True
     return directory.is_dir() and any(p.is_dir() and p.name.isdigit() for p in directory.iterdir())
@@ -73,7 +77,8 @@ def is_training_run(directory: str | Path) -> bool:
 
 def path_kind(path: str | Path) -> PathKind:
     """What ``path`` holds (see the module doc); FileNotFoundError saying what was expected if nothing."""
-    path = Path(path)
+    shown = str(path)
+    path = location(path)
     if path.is_file():
         return PathKind.TORCH
     if (path / CONFIG_FILE).is_file():
@@ -81,10 +86,10 @@ def path_kind(path: str | Path) -> PathKind:
     if is_training_run(path):
         return PathKind.RUN
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not a saved codec, a training run or a PyTorch checkpoint: no such file or directory; "
+        raise FileNotFoundError(f"{shown}: not a saved codec, a training run or a PyTorch checkpoint: no such file or directory; "
                                 "give a codec directory, a training workdir or a .pt/.npz file")
     raise FileNotFoundError(
-        f"{path}: not a saved codec (no {CONFIG_FILE}) nor a training run "
+        f"{shown}: not a saved codec (no {CONFIG_FILE}) nor a training run "
         f"(no {CHECKPOINTS_DIR}/ directory and no checkpoint step directories)"
     )
 
@@ -94,19 +99,21 @@ def path_kind(path: str | Path) -> PathKind:
 
 
 def save_codec(directory: str | Path, config: Config, params: nnx.State, codebooks: CodebookState, metadata: dict) -> Path:
-    """Write a saved codec (``config.json``, ``metadata.json``, ``arrays/``) into ``directory``; returns it."""
-    directory = Path(directory).absolute()
+    """Write a saved codec (``config.json``, ``metadata.json``, ``arrays/``) into ``directory`` (a local
+    path or a ``gs://`` URL); returns it. ``config.json`` is written last: a reader that finds it
+    finds the arrays complete."""
+    directory = location(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(directory / ARRAYS_DIR, {"params": params, "codebooks": codebooks}, force=True)
-    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    (directory / CONFIG_FILE).write_text(json.dumps(config_lib.to_dict(config), indent=2) + "\n")
+    paths.write_text(directory / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
+    paths.write_text(directory / CONFIG_FILE, json.dumps(config_lib.to_dict(config), indent=2) + "\n")
     return directory
 
 
 def load_codec(directory: str | Path) -> Stored:
     """Read a saved codec; a missing or damaged ``arrays/`` is an error naming the directory."""
-    directory = Path(directory).absolute()
+    directory = location(directory)
     config = config_lib.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
     graphdef, abstract = model_lib.abstract_model(config.codec)
     target = {"params": abstract, "codebooks": jax.eval_shape(lambda: model_lib.init_codebooks(config.codec))}
@@ -131,7 +138,7 @@ def load_codec(directory: str | Path) -> Stored:
 
 def run_workdir(directory: str | Path) -> Path:
     """The workdir of a training run given as the workdir or as its ``checkpoints/`` directory."""
-    directory = Path(directory).absolute()
+    directory = location(directory)
     return directory if (directory / CHECKPOINTS_DIR).is_dir() else directory.parent
 
 
@@ -149,7 +156,7 @@ def run_metadata(directory: str | Path, config: Config, step: int) -> dict:
 def load_run(directory: str | Path, step: int | None = None) -> Stored:
     """The model of a training run's checkpoint ``step`` (default: the latest readable one; an
     unreadable latest checkpoint is skipped with a warning), with the config stored in it."""
-    directory = Path(directory).absolute()
+    directory = location(directory)
     config, params, codebooks, found = checkpointing.restore_params(directory, step)
     return Stored(config, params, codebooks, run_metadata(directory, config, found))
 
@@ -167,7 +174,7 @@ def load_run_state(directory: str | Path, step: int | None = None) -> Any:
 
 def load(directory: str | Path, step: int | None = None) -> Stored:
     """A saved codec or the model of a training run's checkpoint (``step``: for runs only)."""
-    directory = Path(directory).absolute()
+    directory = location(directory)
     kind = path_kind(directory)
     if kind is PathKind.RUN:
         return load_run(directory, step)

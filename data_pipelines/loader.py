@@ -37,6 +37,11 @@ iterator with the same arguments, continues with batch ``k`` exactly; nothing ab
 lives outside the state and the arguments. With ``worker_count > 0`` the state is Grain's
 per-worker interleave state: it restores an iterator with the same ``worker_count`` only.
 
+Shards on an object store: ArrayRecord's reader (Grain's ``ArrayRecordDataSource``) opens local
+files only (a ``gs://`` name is not read through gcsfs). A ``gs://`` shard directory is therefore
+refused at once (:func:`local_shard_dir`) with the fix: mount the bucket with Cloud Storage FUSE
+(``gcsfuse``), as MaxText advises for ArrayRecord, and give the mount's path.
+
 Multiprocessing (``worker_count > 0``): Grain starts the workers with the ``spawn`` method, which
 imports the main module afresh in every worker. A script that builds an iterator with workers
 must therefore keep its top-level code under ``if __name__ == "__main__":``. Grain also reads its
@@ -56,6 +61,7 @@ import jax  # grain imports it anyway: no cost to the data work
 import numpy as np
 from absl import flags
 
+from data_pipelines import paths
 from data_pipelines.manifest import MANIFEST, read_manifest
 from data_pipelines.shards import decode_window
 
@@ -63,6 +69,23 @@ from data_pipelines.shards import decode_window
 # ready. Elements of the buffered stream are whole batches, so these are batches, not windows.
 DEFAULT_READ_THREADS = 4
 DEFAULT_PREFETCH_BATCHES = 8
+
+
+def local_shard_dir(shard_dir: str | Path) -> Path:
+    """``shard_dir`` as a local path; a URL (``gs://bucket/shards``) is a ValueError saying to mount the
+    bucket with gcsfuse and giving the path to use (ArrayRecord reads local files only)."""
+    if not paths.is_url(shard_dir):
+        return Path(shard_dir)
+    url = str(shard_dir)
+    scheme, _, rest = url.partition("://")
+    bucket, _, inside = rest.partition("/")
+    mount = f"/mnt/{bucket}"
+    raise ValueError(
+        f"{url}: the shards are read with ArrayRecord (Grain's ArrayRecordDataSource), which opens local files only, "
+        f"not {scheme}:// URLs. Mount the bucket with Cloud Storage FUSE and give the mounted path, e.g. "
+        f"`mkdir -p {mount} && gcsfuse --implicit-dirs {bucket} {mount}`, then train.data={mount}/{inside.strip('/')} "
+        "(--data). Workdirs, checkpoints, metrics and codecs may stay gs:// URLs."
+    )
 
 
 def _split_entries(shard_dir: Path, manifest: dict[str, Any], split: str) -> list[dict[str, Any]]:
@@ -86,7 +109,7 @@ def _existing_files(shard_dir: Path, entries: list[dict[str, Any]], split: str) 
 
 def split_size(shard_dir: str | Path, split: str) -> int:
     """Number of windows in ``split``, from the manifest (no shard is opened)."""
-    shard_dir = Path(shard_dir)
+    shard_dir = local_shard_dir(shard_dir)
     return sum(int(e["windows"]) for e in _split_entries(shard_dir, read_manifest(shard_dir), split))
 
 
@@ -105,7 +128,7 @@ class _DecodeWindow:
 
 def _source(shard_dir: str | Path, split: str) -> tuple[grain.MapDataset, int]:
     """The split's windows as a ``MapDataset`` of records, and the window length ``T``."""
-    shard_dir = Path(shard_dir)
+    shard_dir = local_shard_dir(shard_dir)
     manifest = read_manifest(shard_dir)
     entries = _split_entries(shard_dir, manifest, split)
     source = grain.sources.ArrayRecordDataSource([str(f) for f in _existing_files(shard_dir, entries, split)])

