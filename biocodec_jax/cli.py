@@ -131,6 +131,8 @@ def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
         else:
             from data_pipelines.beam import prepare_beam  # ImportError without the [beam] extra
 
+            logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its workers' start-up chatter
+
             manifest = prepare_beam(args.input, args.output, config, dataset=args.dataset, runner=args.runner,
                                     workers=workers, pipeline_args=args.pipeline_args, progress=not args.no_progress)
     except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as err:  # bad input, config or output: nothing started
@@ -465,6 +467,8 @@ def _tokens_io(args: argparse.Namespace, rest: list[str]) -> int:
             if args.workers is not None and args.workers < 1:
                 return _fail(f"--workers must be at least 1; got {args.workers}")
             from biocodec_jax.beam_tokenize import tokenize_beam  # ImportError without the [beam] extra
+
+            logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its workers' start-up chatter
 
             report = tokenize_beam(args.codec, args.input, args.output, n_q=args.n_q, force=args.force,
                                    precision=args.precision, runner=args.runner, workers=args.workers or 2,

@@ -39,8 +39,9 @@ shared filesystem).
 **Runners** (``runner``, ``biocodec-jax prepare --runner ...``), their own options passed through
 unchanged (``pipeline_args``; on the command line, after ``--``) to Beam's ``PipelineOptions``:
 
-- ``direct``: Beam's DirectRunner, ``workers`` processes on this machine
-  (``direct_num_workers``, ``direct_running_mode='multi_processing'``)::
+- ``direct``: Beam's DirectRunner (its batch engine, the FnApiRunner: no Prism download),
+  ``workers`` processes on this machine (``direct_num_workers``,
+  ``direct_running_mode='multi_processing'``)::
 
       biocodec-jax prepare --runner direct --workers 8 --input /data/eegmmidb --output shards/ --dataset eegmmidb
 
@@ -89,7 +90,10 @@ except ImportError as _err:  # the optional extra is missing
 log = logging.getLogger("data_pipelines.beam")
 
 # --runner NAME -> Beam's runner; "local" is the process pool of data_pipelines.prepare (no Beam).
-RUNNERS = {"direct": "DirectRunner", "dataflow": "DataflowRunner", "flink": "FlinkRunner", "spark": "SparkRunner"}
+# "direct" is the DirectRunner's engine for batch pipelines, the FnApiRunner, named directly: Beam
+# 2.77's DirectRunner first tries the Prism runner, a Go binary it downloads from GitHub at run
+# time (it fails offline, after a wait, and would ignore direct_running_mode), then falls back to it.
+RUNNERS = {"direct": "FnApiRunner", "dataflow": "DataflowRunner", "flink": "FlinkRunner", "spark": "SparkRunner"}
 # multi_processing: one process per worker (MNE/NumPy/JAX work in Python holds the GIL; threads
 # would often wait on one another); in_memory runs one bundle at a time. On the 41 EEGMMI files
 # (eeg preset, 2 workers, a busy 2-core machine): multi_processing 34 s, multi_threading 35 s, the
