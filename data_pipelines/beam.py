@@ -195,6 +195,9 @@ class _WriteGroup(beam.DoFn):
         name, grouped = element
         (group,) = grouped["group"]
         output = prep._output(self.output)
+        if prep.progress_path(output, group).exists():  # a retried bundle: done (and its parts deleted)
+            yield name
+            return
         fragments = [paths.read_json(fragment_paths(output, ref)[0]) for ref in group.refs]
         with ShardWriter(output / group.shard_path) as writer:
             for ref, fragment in zip(group.refs, fragments):
