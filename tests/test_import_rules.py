@@ -34,6 +34,8 @@ OPTIONAL = {
     "braindecode": "the [baselines] extra (EEGNet, ShallowFBCSPNet)",
     "matplotlib": "figures only (report, confusion matrices); ~0.5 s to import, and the library computes without it",
     "tensorboardX": "TensorBoard event files, written by process 0 only when a run logs to TensorBoard",
+    "scipy": "polyphase resampling only (data_pipelines.preprocess, when a rate changes): ~1 s to import, which "
+    "--help, the shard readers and prepare's workers before their first resampling need not pay",
     "apache_beam": "the [beam] extra: prepare / tokenize as Beam pipelines (--runner direct|dataflow|flink|spark)",
 }
 
