@@ -177,6 +177,9 @@ def tokenize(
         "h_freq": prep_cfg.h_freq,
         "notch_freqs": list(prep_cfg.notch_freqs(p.original_sample_rate) or []) or None,
         "min_sample_rate": prep_cfg.min_sample_rate,
+        # How the recording was brought to sample_rate ("polyphase" or "fft"); tokens files written
+        # before this key existed lack it (they were all made with "fft": config.LEGACY_RESAMPLE).
+        "resample": prep_cfg.resample,
         "normalization": "robust: (x - median) / iqr per channel over the whole recording",
         "clip": prep_cfg.clip,
         "channels": list(prep_cfg.channels) if prep_cfg.channels is not None else None,

@@ -56,7 +56,9 @@ in the recording's units, e.g. volts).
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import itertools
 import json
 import logging
 import multiprocessing
@@ -64,6 +66,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,13 +74,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_pipelines import paths
-from data_pipelines.config import PrepareConfig, config_to_dict
+from data_pipelines.config import PrepareConfig, config_from_dict, config_to_dict
 from data_pipelines.datasets import Dataset, RecordingRef, Skipped, get_dataset
 from data_pipelines.errors import ChannelError, RecordingError
 from data_pipelines.manifest import MANIFEST
 from data_pipelines.preprocess import NoUsableChannelError, choose_channels, preprocess_recording  # noqa: F401 (choose_channels: re-exported)
 from data_pipelines.readers import TruncatedRecordingError
-from data_pipelines.shards import SHARD_SUFFIX, ShardWriter, WindowOrigin, encode_window
+from data_pipelines.shards import SHARD_SUFFIX, ShardWriter, encode_recording
 from data_pipelines.typed_config import save_config
 
 log = logging.getLogger("data_pipelines.prepare")
@@ -108,11 +111,22 @@ class RecordingResult:
     error: str | None = None
     # A truncated file read in part (salvage_truncated): Truncation.to_dict(), else None.
     salvaged: dict | None = None
+    # The windows as shard records (encode_records): what the local run's workers send back in
+    # place of ``windows`` (None then), so that the main process only writes them.
+    records: list[bytes] | None = None
 
     @property
     def n_windows(self) -> int:
         """Single-channel windows (windows x channels)."""
-        return 0 if self.windows is None else self.windows.shape[0] * self.windows.shape[1]
+        if self.windows is None:
+            return 0 if self.records is None else len(self.records)
+        return self.windows.shape[0] * self.windows.shape[1]
+
+    def encode_records(self) -> list[bytes]:
+        """The shard records of the windows, window-major (:func:`data_pipelines.shards.encode_recording`)."""
+        if self.records is not None:
+            return self.records
+        return encode_recording(self.windows, self.starts, self.channels, self.ref.recording_id, self.ref.subject)
 
     def single_channel(self) -> np.ndarray:
         """Every (window, channel) as its own item, window-major: ``[n_windows * C, 1, T]``."""
@@ -267,6 +281,13 @@ def _check_resumable(output, identity: dict) -> None:
     stamp = output / PROGRESS_DIR / "run.json"
     if stamp.exists():
         previous = json.loads(stamp.read_text())
+        if isinstance(previous.get("config"), dict):
+            # Read back through the config loader: a field the stored config predates takes the
+            # value it meant then (a missing ``resample`` is "fft", config.LEGACY_RESAMPLE).
+            try:
+                previous = {**previous, "config": config_to_dict(config_from_dict(previous["config"]))}
+            except (KeyError, TypeError, ValueError):
+                pass  # not a config this version reads: it differs
         if previous != identity:
             changed = sorted(k for k in identity if previous.get(k) != identity[k])
             raise ValueError(
@@ -316,11 +337,11 @@ def progress_path(output, group: ShardGroup):
 
 
 def write_recording(writer: ShardWriter, result: RecordingResult) -> int:
-    """Append ``result``'s windows (window-major: every channel of window 0, then window 1...)."""
-    ref = result.ref
-    for w, start in enumerate(result.starts):
-        for c, channel in enumerate(result.channels):
-            writer.write(encode_window(result.windows[w, c], WindowOrigin(ref.recording_id, ref.subject, channel, int(start))))
+    """Append ``result``'s windows (window-major: every channel of window 0, then window 1...),
+    already encoded (``result.records``) or encoded here."""
+    write = writer.write
+    for record in result.encode_records():
+        write(record)
     return result.n_windows
 
 
@@ -394,13 +415,50 @@ def group_progress(group: ShardGroup, fragments: list[dict]) -> dict:
 
 
 class _Worker:
-    """Picklable callable for the process pool."""
+    """Picklable callable for the process pool: one recording, its windows encoded as the shard's
+    records (``records``; ``windows`` dropped), so that the worker does the encoding and the main
+    process only writes (it would otherwise encode every record, serially, after receiving the
+    float32 windows, which are as large as the records)."""
 
     def __init__(self, root: Path, dataset: Dataset, config: PrepareConfig):
         self.root, self.dataset, self.config = root, dataset, config
 
     def __call__(self, ref: RecordingRef) -> RecordingResult:
-        return process_recording(self.root, ref, self.dataset, self.config)
+        result = process_recording(self.root, ref, self.dataset, self.config)
+        if result.error is None:
+            result.records = result.encode_records()
+            result.windows = None
+        return result
+
+
+def _start_method() -> str:
+    """How the pool starts its workers: ``fork`` (on Linux) unless JAX is loaded in this process,
+    else ``spawn``. Forked workers start at once with this process's imports (MNE, SciPy, NumPy:
+    spawning two and importing them again cost ~2.3 s of wall and ~4 CPU-s per run on 2 cores, a
+    third of the 41-recording EEGMMI job); but JAX runs threads (and may hold a device) that do not
+    survive a fork, so a caller that loaded it (a notebook, the tests) gets spawned workers, as do
+    macOS/Windows, where fork is unsafe or missing. ``biocodec-jax prepare`` does not import JAX."""
+    if sys.platform.startswith("linux") and "jax" not in sys.modules:
+        return "fork"
+    return "spawn"
+
+
+def _init_worker() -> None:
+    """Keep freed memory in the worker's heap (glibc): each recording allocates the same large
+    arrays again (read, resampled, partitioned copies: ~10-20 MB each for 64 channels), which glibc
+    otherwise maps afresh and returns at once (allocations above its dynamic mmap threshold), so
+    every one pays its page faults again (on EEGMMI, 2 workers: ~15% of the run's CPU time). 32 MB is
+    glibc's largest mmap threshold; the heap keeps at most 256 MB free. No-op off glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        libc.mallopt(m_mmap_threshold, 32 * 2**20)
+        libc.mallopt(m_trim_threshold, 256 * 2**20)
+        libc.mallopt(m_top_pad, 64 * 2**20)
+    except (OSError, AttributeError):  # not glibc (e.g. musl): leave malloc as it is
+        pass
 
 
 def _results(worker: _Worker, refs: list[RecordingRef], workers: int) -> Iterator[RecordingResult]:
@@ -408,9 +466,15 @@ def _results(worker: _Worker, refs: list[RecordingRef], workers: int) -> Iterato
     if workers <= 1:
         yield from map(worker, refs)
         return
-    # spawn: the caller may have JAX (threads) loaded, which fork would copy in a broken state.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(worker, refs, chunksize=1)
+    # concurrent.futures, not multiprocessing.Pool: Pool's worker-handler thread waits on the result
+    # pipe too, so while a large result is being read it wakes and spins (~40,000 turns per run
+    # here), taking a core from the workers; the executor's one thread reads the results itself.
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(_start_method()),
+                                   initializer=_init_worker)
+    try:
+        yield from executor.map(worker, refs)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def prepare(
@@ -445,17 +509,19 @@ def prepare(
     pending = start(output, run, config)
 
     todo = [r for g in pending for r in g.refs]
+    pool_results = _results(_Worker(run.root, run.dataset, config), todo, workers)
+    first = [next(pool_results)] if todo else []  # starts the workers: forked before tqdm's thread exists
+    results = itertools.chain(first, pool_results)
     bar = None
     if progress:
         bar = tqdm(total=len(todo), desc="recordings", unit="rec", mininterval=0.2 if sys.stderr.isatty() else 15.0)
-    results = _results(_Worker(run.root, run.dataset, config), todo, workers)
     try:
         for group in pending:
             _write_group(output, group, results, bar, on_result)
     finally:
         if bar is not None:
             bar.close()
-        results.close()
+        pool_results.close()
     return finish(output, run, config)
 
 

@@ -245,6 +245,48 @@ def test_rerun_with_other_config_is_refused(tmp_path):
         prepare(inp, tmp_path / "out", replace(EEG, clip=5.0), workers=1, progress=False)
 
 
+def test_resume_of_an_output_started_before_a_config_field_existed(tmp_path):
+    """A stored run identity without ``resample`` (written before the field) means "fft", its
+    default then: resuming with ``resample=fft`` is accepted, with today's default refused."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(sorted(BUNDLED.glob("*/*.edf"))[0], inp / "a.edf")
+    fft = replace(EEG, resample="fft")
+    first = prepare(inp, tmp_path / "out", fft, workers=1, progress=False)
+    stamp = tmp_path / "out" / "progress" / "run.json"
+    old = json.loads(stamp.read_text())
+    del old["config"]["resample"]
+    stamp.write_text(json.dumps(old))
+    (tmp_path / "out" / "manifest.json").unlink()
+    assert prepare(inp, tmp_path / "out", fft, workers=1, progress=False) == first
+    with pytest.raises(ValueError, match="different config"):
+        prepare(inp, tmp_path / "out", replace(EEG, resample="polyphase"), workers=1, progress=False)
+
+
+def test_encode_recording_gives_encode_window_bytes():
+    """The workers' batch encoding is byte for byte the per-record one, awkward names included."""
+    from data_pipelines.shards import encode_recording, encode_window
+
+    windows = np.random.default_rng(0).standard_normal((3, 4, 7))  # float64: stored as float32 either way
+    channels = ["C3", 'a"b\\c', "Fp\u00e9", "\U0001F600\n"]
+    starts = np.array([0, 1250, 10**12], np.int64)
+    recording, subject = 'S001/"rec\u00fc"', "sub\tject/\u4e2d"
+    expected = [encode_window(windows[w, c], WindowOrigin(recording, subject, channels[c], int(starts[w])))
+                for w in range(3) for c in range(4)]
+    assert encode_recording(windows, starts, channels, recording, subject) == expected
+    with pytest.raises(ValueError, match="expected windows"):
+        encode_recording(windows[0], starts, channels, recording, subject)
+
+
+def test_pool_start_method_forks_only_without_jax(monkeypatch):
+    from data_pipelines.prepare import _start_method
+
+    monkeypatch.setitem(sys.modules, "jax", sys.modules.get("jax") or object())
+    assert _start_method() == "spawn"  # JAX's threads do not survive fork
+    monkeypatch.delitem(sys.modules, "jax")
+    assert _start_method() == ("fork" if sys.platform.startswith("linux") else "spawn")
+
+
 # --- channels and splits ---------------------------------------------------------------------
 
 
