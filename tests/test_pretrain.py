@@ -85,9 +85,18 @@ def test_eight_devices_equal_one_device(shards, tmp_path):
     from biocodec_jax import Codec
 
     a, b = Codec.load(tmp_path / "one"), Codec.load(tmp_path / "eight")
-    for name in ("codebook", "embed_avg", "cluster_size"):
+    x, y = np.asarray(a.codebooks.codebook), np.asarray(b.codebooks.codebook)
+    assert np.max(np.abs(x - y)) <= 1e-4 * np.max(np.abs(x))
+    # The EMA statistics: the runs' parameters differ by ~1e-5 after 20 steps, which can move a
+    # vector lying on a near-tie between two codes from one to the other (seen on the polyphase-
+    # resampled shards: codes 2 and 9 of the last quantizer). Such a flip moves mass between two
+    # codes and keeps each quantizer's totals; any other difference (a wrong global sum) would not.
+    for name in ("embed_avg", "cluster_size"):
         x, y = np.asarray(getattr(a.codebooks, name)), np.asarray(getattr(b.codebooks, name))
-        assert np.max(np.abs(x - y)) <= 1e-4 * np.max(np.abs(x)), name
+        tol = 1e-4 * np.max(np.abs(x))
+        np.testing.assert_allclose(x.sum(axis=1), y.sum(axis=1), rtol=1e-6, atol=tol, err_msg=name)
+        differing = np.abs(x - y).reshape(x.shape[0], x.shape[1], -1).max(axis=-1) > tol  # [quantizer, code]
+        assert differing.sum(axis=1).max() <= 2, (name, np.argwhere(differing).tolist())
     assert np.all(np.asarray(a.codebooks.initialized))
     # The run keeps how its data was prepared; the codec loaded from it carries that and its step.
     manifest = json.loads((Path(shards) / "manifest.json").read_text())
