@@ -105,9 +105,11 @@ def global_batch(local: np.ndarray, mesh: Mesh) -> jax.Array:
 def init_sharded_state(config, rng: jax.Array, first_batch: jax.Array, mesh: Mesh) -> TrainState:
     """:func:`init_state` with the state replicated over ``mesh`` and k-means run on the global
     ``first_batch`` (already a global array from :func:`global_batch`)."""
-    # One sharding is a prefix for the whole state pytree: every array replicated.
-    init = jax.jit(lambda r, b: init_state(config, r, b), out_shardings=replicated(mesh))
-    return init(rng, first_batch)
+    # One sharding is a prefix for the whole state pytree: every array replicated. The config is a
+    # static argument of the module-level init_state (not a closure), so JAX's caches key on its
+    # value: a second run in the process with an equal config (a resume, a test) compiles nothing.
+    init = jax.jit(init_state, static_argnums=0, out_shardings=replicated(mesh))
+    return init(config, rng, first_batch)
 
 
 def parallel_train_step(mesh: Mesh):
