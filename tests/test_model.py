@@ -50,7 +50,7 @@ def tiny():
     return Codec.from_preset("tiny", seed=0, init_batch=rng.standard_normal((4, 1, 200)).astype(np.float32))
 
 
-@pytest.mark.parametrize("length", [1, 3, 4, 5, 50, 251])
+@pytest.mark.parametrize("length", [1, 4, 5, 251])  # shorter than, equal to, one past the hop; long and ragged
 def test_shapes_and_frame_counts_tiny(tiny, length):
     hop, k = tiny.hop_length, tiny.n_q
     frames = -(-length // hop)
