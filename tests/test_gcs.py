@@ -4,6 +4,8 @@ Codec.save / Codec.open / info read and write codecs there. Shards stay local (A
 local files only: a gs:// train.data is refused with the gcsfuse advice)."""
 
 import json
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,25 +54,33 @@ def names(url: str) -> set[str]:
 @pytest.mark.slow
 def test_pretrain_on_a_bucket_writes_resumes_and_codec_load_reads_it(gcs_bucket, shards, tmp_path, capsys, caplog):
     from biocodec_jax.training.checkpointing import Checkpointer
-    from biocodec_jax.training.loop import pretrain
+    from biocodec_jax.training.loop import Preempted, pretrain
 
+    # The uninterrupted local reference first; the bucket's run has the same config (its programs are
+    # then compiled once for both) and is preempted after step 6 (a real SIGTERM, as a TPU VM gets).
+    whole = pretrain(tiny(shards, 10), tmp_path / "whole", progress=False)
     run = gcs_bucket + "/run"
-    first = pretrain(tiny(shards, 6), run, progress=False)
-    assert first.start_step == 0 and sorted(first.losses) == list(range(1, 7))
+
+    def term_at_6(step, metrics):
+        if step == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Preempted) as cut:
+        pretrain(tiny(shards, 10), run, on_step=term_at_6, progress=False)
+    assert cut.value.step == 6
     assert {"config.yaml", "preprocessing.json", "checkpoints", "metrics.jsonl", "tensorboard"} <= names(run)
     assert {"3", "6"} <= names(run + "/checkpoints")
     assert paths.read_json(run + "/preprocessing.json")["window_seconds"] == 1.0
-    assert [r["step"] for r in read_metrics(run)] == [2, 4, 6]
+    assert [r["step"] for r in read_metrics(run)] == [2, 4, 6]  # uploaded on preemption
     assert any(n.startswith("events.out.tfevents.") for n in names(run + "/tensorboard"))
 
-    # More steps, through the command line: resumes from step 6 in the bucket (the metrics file goes
-    # on from step 6, no step twice) and trains exactly as an uninterrupted run.
+    # The rest through the command line: resumes from step 6 in the bucket (the metrics file goes on
+    # from step 6, no step twice) and trains exactly as the uninterrupted run.
     from biocodec_jax.cli import main
 
     assert main(["pretrain", "--preset", "tiny", "--data", str(shards), "--workdir", run, "--steps", "10",
                  "--batch-size", "8", "--checkpoint-every", "3", "--set", "train.log_every=2",
                  "--set", "train.eval_every=0", "--no-progress"]) == 0
-    whole = pretrain(tiny(shards, 10), tmp_path / "whole", progress=False)
     records = read_metrics(run)
     assert [r["step"] for r in records] == [2, 4, 6, 8, 10]
     assert all(r["loss"] == whole.losses[r["step"]] for r in records)  # bit for bit, before and after the resume
