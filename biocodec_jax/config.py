@@ -8,7 +8,6 @@ Presets reproduce the original BioCodec release (``eeg``, ``emg``) or shrink it 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import typing
 from dataclasses import dataclass, field
@@ -18,13 +17,13 @@ from typing import Literal
 import yaml
 
 from data_pipelines import paths
-from data_pipelines.typed_config import apply_overrides, dataclass_from_dict, to_dict
+from data_pipelines.typed_config import apply_overrides, dataclass_from_dict, save_config, to_dict
 
 __all__ = [
     "Numerics", "CodecConfig", "LossConfig", "OptimConfig", "TrainConfig", "Config", "PRESETS", "preset",
-    "from_dict", "load_config", "pretrain_config", "save_config",
+    "from_dict", "load_config", "pretrain_config",
     # from data_pipelines.typed_config
-    "apply_overrides", "dataclass_from_dict", "to_dict",
+    "apply_overrides", "dataclass_from_dict", "save_config", "to_dict",
 ]
 
 DeadCodeMode = Literal["faithful", "replace"]
@@ -256,14 +255,6 @@ def _deep_merge(base: dict, update: dict) -> dict:
     for k, v in update.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-def save_config(config: typing.Any, path: str | Path) -> None:
-    """Write the resolved config as YAML (JSON if the suffix is ``.json``) to ``path``, a local path or
-    a ``gs://`` URL, whole (a reader sees the old file or the new one, never a part)."""
-    data = to_dict(config)
-    text = json.dumps(data, indent=2) + "\n" if str(path).endswith(".json") else yaml.safe_dump(data, sort_keys=False)
-    paths.write_text(path, text)
 
 
 def _read_yaml(path: str | Path) -> dict:

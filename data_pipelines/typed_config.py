@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
+from data_pipelines import paths
+
 
 def to_dict(config: Any) -> dict:
     """A JSON/YAML-ready nested dict (tuples become lists)."""
@@ -110,11 +112,8 @@ def apply_overrides(config: Any, overrides: list[str] | tuple[str, ...]) -> Any:
 
 
 def save_config(config: Any, path: str | Path) -> None:
-    """Write the resolved config as YAML (or JSON if the suffix is .json)."""
-    path = Path(path)
+    """Write the resolved config as YAML (JSON if the suffix is ``.json``) to ``path``, a local path or
+    a ``gs://`` URL, whole (a reader sees the old file or the new one, never a part)."""
     data = to_dict(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".json":
-        path.write_text(json.dumps(data, indent=2) + "\n")
-    else:
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    text = json.dumps(data, indent=2) + "\n" if str(path).endswith(".json") else yaml.safe_dump(data, sort_keys=False)
+    paths.write_text(path, text)
